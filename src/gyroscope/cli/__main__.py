@@ -1,0 +1,3 @@
+from gyroscope.cli import main
+
+main()

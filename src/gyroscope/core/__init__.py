@@ -1,0 +1,46 @@
+"""The shared kernel: config loading, Service lifecycle, clock, data dir, HTTP, metrics."""
+
+from gyroscope.core._clock import Clock, MonotonicClock
+from gyroscope.core._config import (
+    StrictModel,
+    format_validation_error,
+    is_loopback,
+    load_config,
+    parse_host_port,
+    read_yaml,
+    validate_config,
+)
+from gyroscope.core._datadir import DataDir, atomic_write, default_data_dir
+from gyroscope.core._http import Connection, Handler, HttpServer, Request, Response, StreamResponse
+from gyroscope.core._loop import run, uvloop_available
+from gyroscope.core._metrics import CollectorRegistry, metrics_response
+from gyroscope.core._service import Health, Service, ServiceSpec, run_alone
+
+__all__ = [
+    "Clock",
+    "CollectorRegistry",
+    "Connection",
+    "DataDir",
+    "Handler",
+    "Health",
+    "HttpServer",
+    "MonotonicClock",
+    "Request",
+    "Response",
+    "Service",
+    "ServiceSpec",
+    "StreamResponse",
+    "StrictModel",
+    "atomic_write",
+    "default_data_dir",
+    "format_validation_error",
+    "is_loopback",
+    "load_config",
+    "metrics_response",
+    "parse_host_port",
+    "read_yaml",
+    "run",
+    "run_alone",
+    "uvloop_available",
+    "validate_config",
+]

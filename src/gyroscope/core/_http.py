@@ -1,0 +1,445 @@
+"""A small, fast HTTP/1.1 server on asyncio Protocols and httptools.
+
+The demo model server, the platform API and the fault proxy's control API all serve HTTP through
+this module. It parses with httptools (the parser uvicorn uses), keeps connections alive, answers
+pipelined requests in order, streams chunked bodies (SSE) with back-pressure, and cancels a
+request's handler the moment its client goes away, so simulated work (a GPU slot) is freed at once.
+
+>>> async def hello(request: Request) -> Response:
+...     return Response.text("hello\\n")
+>>> server = HttpServer(hello, port=0)   # await server.start(); ...; await server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+import httptools
+
+from gyroscope.errors import AddressInUseError, ServiceError
+
+__all__ = ["Connection", "Handler", "HttpServer", "Request", "Response", "StreamResponse"]
+
+log = logging.getLogger(__name__)
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def _date_header() -> bytes:
+    global _date_cache  # noqa: PLW0603 - a per-second cache shared by every connection
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True).encode())
+    return _date_cache[1]
+
+
+class Request:
+    """One parsed HTTP request. Header names are lower-case."""
+
+    __slots__ = ("body", "client", "conn", "headers", "method", "path", "query", "version")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        version: str,
+        conn: Connection,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.version = version
+        self.conn = conn
+        self.client = conn.peer
+
+    def json(self) -> Any:
+        """The body decoded as JSON; raises ``ValueError`` when it is not."""
+        return json.loads(self.body or b"null")
+
+    def query_params(self) -> dict[str, list[str]]:
+        return parse_qs(self.query, keep_blank_values=True)
+
+
+class Response:
+    """A complete response with a body known in advance."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, body: bytes = b"", *, status: int = 200, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+    @classmethod
+    def json(
+        cls, obj: Any, *, status: int = 200, headers: list[tuple[str, str]] | None = None
+    ) -> Response:
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        return cls(
+            body, status=status, headers=[("content-type", "application/json"), *(headers or [])]
+        )
+
+    @classmethod
+    def text(
+        cls, text: str, *, status: int = 200, content_type: str = "text/plain; charset=utf-8"
+    ) -> Response:
+        return cls(text.encode(), status=status, headers=[("content-type", content_type)])
+
+    @classmethod
+    def error(cls, status: int, message: str) -> Response:
+        return cls.json({"error": {"message": message, "code": status}}, status=status)
+
+
+class StreamResponse:
+    """A response whose body is produced piece by piece and sent chunked (for SSE and large bodies)."""
+
+    __slots__ = ("chunks", "headers", "status")
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        status: int = 200,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.status = status
+        self.chunks = chunks
+        self.headers = headers or []
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection. Handlers reach it as ``request.conn`` to inject faults."""
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._pending: deque[Request] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._keep_alive = True
+        self.closed = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self._server.connections.add(self)
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._server.forget(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # the client went away: stop the work it asked for
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_exception(ConnectionResetError("client disconnected"))
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        try:
+            self._parser.feed_data(data)
+        except _BadRequest as exc:
+            self._reject(exc.status, str(exc))
+        except httptools.HttpParserUpgrade:
+            self._reject(501, "protocol upgrade is not supported")
+        except httptools.HttpParserError as exc:
+            self._reject(400, f"malformed request: {exc}")
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- httptools callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._header_bytes = 0
+        self._body = []
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._header_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self._server.max_header_bytes:
+            raise _BadRequest(431, "request headers too large")
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        old = self._headers.get(key)
+        self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._server.max_body_bytes:
+            raise _BadRequest(413, "request body too large")
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parsed = httptools.parse_url(self._url)
+        request = Request(
+            self._parser.get_method().decode("ascii"),
+            (parsed.path or b"/").decode("utf-8", "replace"),
+            (parsed.query or b"").decode("utf-8", "replace"),
+            self._headers,
+            b"".join(self._body),
+            self._parser.get_http_version(),
+            self,
+        )
+        self._keep_alive = self._parser.should_keep_alive()
+        self._pending.append(request)
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
+        if len(self._pending) > 32 and self.transport is not None:
+            self.transport.pause_reading()  # a client pipelining without reading answers
+
+    # -- serving -------------------------------------------------------------------------------
+    async def _serve(self) -> None:
+        try:
+            while self._pending and not self.closed:
+                request = self._pending.popleft()
+                if self.transport is not None and len(self._pending) < 8:
+                    self.transport.resume_reading()
+                keep_alive = self._keep_alive or bool(self._pending)
+                await self._respond(request, keep_alive and not self._server.draining)
+        except asyncio.CancelledError:
+            pass
+        except ConnectionError:
+            self.abort()
+        finally:
+            self._task = None
+        if self.closed or self.transport is None:
+            return
+        if not self._keep_alive or self._server.draining:
+            self.transport.close()
+        else:
+            self._arm_idle_timer()
+
+    async def _respond(self, request: Request, keep_alive: bool) -> None:
+        try:
+            response = await self._server.handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "%s: handler failed for %s %s", self._server.name, request.method, request.path
+            )
+            response = Response.error(500, "internal server error")
+        if self.closed or self.transport is None:
+            return
+        head_only = request.method == "HEAD"
+        if isinstance(response, Response):
+            self.transport.write(
+                self._head(response.status, response.headers, len(response.body), keep_alive)
+                + (b"" if head_only or response.status in (204, 304) else response.body)
+            )
+            if not keep_alive:
+                self.transport.close()
+            return
+        await self._stream(response, keep_alive, head_only)
+
+    async def _stream(self, response: StreamResponse, keep_alive: bool, head_only: bool) -> None:
+        assert self.transport is not None
+        self.transport.write(self._head(response.status, response.headers, None, keep_alive))
+        if head_only:
+            return
+        try:
+            async for chunk in response.chunks:
+                if not chunk:
+                    continue
+                if self.closed:
+                    return
+                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                if self._writable is not None:
+                    await self._writable
+        finally:
+            aclose = getattr(response.chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+            if not keep_alive:
+                self.transport.close()
+
+    def _head(
+        self, status: int, headers: list[tuple[str, str]], length: int | None, keep_alive: bool
+    ) -> bytes:
+        lines = [
+            b"HTTP/1.1 %d %s\r\nserver: gyroscope\r\ndate: %s\r\n"
+            % (status, _REASONS.get(status, b"Unknown"), _date_header())
+        ]
+        lines.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers)
+        if length is None:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        else:
+            lines.append(b"content-length: %d\r\n" % length)
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _reject(self, status: int, message: str) -> None:
+        if self.transport is None or self.closed:
+            return
+        response = Response.error(status, message)
+        self.transport.write(
+            self._head(status, response.headers, len(response.body), False) + response.body
+        )
+        self.transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        timeout = self._server.keepalive_timeout
+        if timeout > 0 and self.transport is not None:
+            self._idle_timer = self._loop.call_later(timeout, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self._task is None and self.transport is not None:
+            self.transport.close()
+
+    # -- for handlers and fault injection -----------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        return self._task is None
+
+    def abort(self) -> None:
+        """Drop the connection at once (the peer sees a reset)."""
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Close the connection after what was already written."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HttpServer:
+    """Serve ``handler`` on ``host:port`` (port 0 picks a free one; read ``.port`` after start)."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        name: str = "http",
+        max_header_bytes: int = 64 * 1024,
+        max_body_bytes: int = 16 * 1024 * 1024,
+        keepalive_timeout: float = 75.0,
+        backlog: int = 2048,
+    ) -> None:
+        self.handler = handler
+        self.host = host
+        self.port = port
+        self.name = name
+        self.max_header_bytes = max_header_bytes
+        self.max_body_bytes = max_body_bytes
+        self.keepalive_timeout = keepalive_timeout
+        self.backlog = backlog
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._all_closed = asyncio.Event()
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start accepting; raises ``AddressInUseError`` when the port is taken."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(
+                lambda: Connection(self),
+                self.host,
+                self.port,
+                reuse_address=True,
+                backlog=self.backlog,
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUseError(self.host, self.port, service=self.name) from exc
+            raise ServiceError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror}", service=self.name
+            ) from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.draining = False
+
+    def forget(self, conn: Connection) -> None:
+        """Called by a connection when it closes."""
+        self.connections.discard(conn)
+        if not self.connections:
+            self._all_closed.set()
+
+    async def stop_listening(self) -> None:
+        """Stop accepting new connections (new ones are refused); existing ones carry on."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight requests finish for up to ``grace`` seconds, then abort."""
+        await self.stop_listening()
+        self.draining = True
+        for conn in list(self.connections):
+            if conn.idle:
+                conn.close()
+        self._all_closed.clear()
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), timeout=grace)
+        for conn in list(self.connections):
+            conn.abort()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)

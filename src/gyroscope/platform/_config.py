@@ -1,0 +1,63 @@
+"""The root of ``gyroscope.yaml``: the daemon's own settings and one optional section per subsystem.
+
+>>> cfg = parse_config({"demo": {"replicas": [{"name": "a", "listen": "127.0.0.1:8001"}]}})
+>>> cfg.demo.replicas[0].name
+'a'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from gyroscope.chaos._config import ChaosConfig
+from gyroscope.core import StrictModel, is_loopback, parse_host_port, validate_config
+from gyroscope.core import load_config as _load
+from gyroscope.demo._config import DemoConfig
+
+__all__ = ["GyroConfig", "PlatformConfig", "load_config", "parse_config"]
+
+
+class PlatformConfig(StrictModel):
+    """The daemon's own HTTP API (``/healthz``, ``/metrics``, ``/v1/services``)."""
+
+    listen: str = "127.0.0.1:7070"
+    token: SecretStr | None = None
+    shutdown_grace: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _token_when_exposed(self) -> PlatformConfig:
+        host, _ = parse_host_port(self.listen)
+        if not is_loopback(host) and self.token is None:
+            raise ValueError(
+                f"listening on {host} (not loopback) needs platform.token; "
+                "set it, e.g. token: ${GYRO_TOKEN}"
+            )
+        return self
+
+
+class GyroConfig(StrictModel):
+    """The whole of ``gyroscope.yaml``. Every section is optional."""
+
+    data_dir: Path | None = None
+    platform: PlatformConfig = PlatformConfig()
+    demo: DemoConfig | None = None
+    chaos: ChaosConfig | None = None
+
+
+def parse_config(data: Any, path: Path | None = None) -> GyroConfig:
+    """Validate a mapping (already parsed from YAML, or built in code)."""
+    return validate_config(GyroConfig, data, path)
+
+
+def load_config(path: Path) -> GyroConfig:
+    """Read and validate ``gyroscope.yaml`` (or any path)."""
+    return _load(GyroConfig, path)
