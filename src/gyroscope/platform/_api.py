@@ -1,0 +1,72 @@
+"""The platform's own HTTP API: ``/healthz``, ``/metrics``, ``/v1/services``, ``/v1/reload``.
+
+When ``platform.token`` is set, every request must carry ``Authorization: Bearer <token>``; the
+config refuses a non-loopback address without one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from gyroscope import __version__
+from gyroscope.core import Request, Response, StreamResponse, metrics_response
+
+if TYPE_CHECKING:
+    from gyroscope.platform._daemon import Daemon
+
+__all__ = ["platform_handler"]
+
+
+def platform_handler(daemon: Daemon) -> Callable[[Request], Awaitable[Response | StreamResponse]]:
+    """The request handler for ``daemon``'s API server."""
+
+    def authorized(request: Request) -> bool:
+        token = daemon.config.platform.token
+        if token is None:
+            return True
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    async def healthz(_: Request) -> Response:
+        report = daemon.health_report()
+        return Response.json(report, status=503 if report["status"] == "down" else 200)
+
+    async def metrics(_: Request) -> Response:
+        return metrics_response(daemon.registry)
+
+    async def services(_: Request) -> Response:
+        return Response.json({"services": daemon.health_report()["services"]})
+
+    async def reload(_: Request) -> Response:
+        accepted = await daemon.reload()
+        body = {"reloaded": accepted, "error": daemon.last_reload_error}
+        return Response.json(body, status=200 if accepted else 409)
+
+    async def index(_: Request) -> Response:
+        endpoints = [f"{method} {path}" for method, path in routes]
+        return Response.json({"gyroscope": __version__, "endpoints": endpoints})
+
+    routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
+        ("GET", "/healthz"): healthz,
+        ("HEAD", "/healthz"): healthz,
+        ("GET", "/metrics"): metrics,
+        ("GET", "/v1/services"): services,
+        ("POST", "/v1/reload"): reload,
+        ("GET", "/"): index,
+    }
+    paths = {path for _, path in routes}
+
+    async def handle(request: Request) -> Response | StreamResponse:
+        if not authorized(request):
+            return Response.error(401, "missing or wrong bearer token")
+        route = routes.get((request.method, request.path))
+        if route is not None:
+            return await route(request)
+        if request.path in paths:
+            return Response.error(405, f"{request.method} is not allowed on {request.path}")
+        return Response.error(404, f"no such endpoint: {request.path}")
+
+    return handle

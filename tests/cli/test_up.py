@@ -1,0 +1,178 @@
+"""`gyro up` as a user runs it: a real process, real signals, real ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+CONFIG = """
+platform:
+  listen: 127.0.0.1:0
+  shutdown_grace: 3
+demo:
+  replicas:
+    - name: one
+      listen: 127.0.0.1:0
+    - name: two
+      listen: 127.0.0.1:0
+"""
+
+
+@contextmanager
+def gyro_up(
+    gyro_cmd: list[str], env: dict[str, str], *args: str
+) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [*gyro_cmd, "up", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 30) -> str:
+    """Read stdout lines until one contains `marker` (the announcement ends with Ctrl-C)."""
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise AssertionError(f"never saw {marker!r}; output so far:\n{seen}")
+        seen += proc.stdout.readline()
+    return seen
+
+
+def api_url(announcement: str) -> str:
+    match = re.search(r"platform API\s+(http://\S+)/healthz", announcement)
+    assert match, announcement
+    return match.group(1)
+
+
+def test_up_serves_reloads_and_stops_cleanly(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    path.write_text(CONFIG)
+    with gyro_up(gyro_cmd, clean_env, "-c", str(path)) as proc:
+        text = read_until(proc, "Ctrl-C stops everything")
+        base = api_url(text)
+        replica = re.search(r"demo/one\s+(http://\S+)", text)
+        assert replica, text
+        health = httpx.get(f"{base}/healthz", timeout=10).json()
+        assert {s["name"] for s in health["services"]} == {"demo/one", "demo/two"}
+        reply = httpx.post(
+            f"{replica.group(1)}/v1/chat/completions",
+            json={"model": "demo-model", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert reply.status_code == 200
+
+        # A bad config on SIGHUP is rejected and logged; the old services keep serving.
+        path.write_text(CONFIG.replace("name: two", "name: two\n      slots: -1"))
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{base}/metrics", timeout=10).text.find('result="rejected"} 1.0') < 0:
+            assert time.monotonic() < deadline, "the bad reload was never counted"
+            time.sleep(0.1)
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        _, stderr = proc.communicate(timeout=10)
+    assert "reload rejected" in stderr and "demo.replicas[1].slots" in stderr
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{base}/healthz", timeout=2)
+
+
+def test_sigint_stops_within_five_seconds(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    path.write_text(CONFIG)
+    with gyro_up(gyro_cmd, clean_env, "-c", str(path)) as proc:
+        read_until(proc, "Ctrl-C stops everything")
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=5)
+        assert proc.returncode == 0
+
+
+def test_second_daemon_on_the_same_data_dir_is_refused(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    path.write_text(CONFIG)
+    with gyro_up(gyro_cmd, clean_env, "-c", str(path)) as first:
+        read_until(first, "Ctrl-C stops everything")
+        second = subprocess.run(
+            [*gyro_cmd, "up", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            env=clean_env,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert "already in use by another gyroscope daemon" in second.stderr
+        assert second.stderr.count("\n") == 1
+        assert first.poll() is None
+
+
+def test_port_in_use_is_one_line(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "gyroscope.yaml"
+        path.write_text(
+            CONFIG.replace(
+                "listen: 127.0.0.1:0\n    - name: two", f"listen: 127.0.0.1:{port}\n    - name: two"
+            )
+        )
+        result = subprocess.run(
+            [*gyro_cmd, "up", "-c", str(path)],
+            capture_output=True,
+            text=True,
+            env=clean_env,
+            timeout=60,
+        )
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_brings_up_three_replicas(gyro_cmd: list[str], clean_env: dict[str, str]) -> None:
+    ports = [7070, 8001, 8002, 8003]
+    for port in ports:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.fail(f"port {port} is taken; `gyro up --demo` needs 7070 and 8001-8003")
+    with gyro_up(gyro_cmd, clean_env, "--demo") as proc:
+        text = read_until(proc, "Ctrl-C stops everything")
+        assert "Try:" in text and "curl" in text
+        for port in ports[1:]:
+            models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+            assert models.status_code == 200
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+    assert os.path.isdir(clean_env["GYRO_DATA_DIR"])
