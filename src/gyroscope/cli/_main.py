@@ -24,6 +24,10 @@ COMMANDS: dict[str, str] = {
     "chaos": "gyroscope.cli.chaos:chaos",
     "bench": "gyroscope.cli.bench:bench",
     "lock": "gyroscope.cli.lock:lock",
+    "gateway": "gyroscope.cli.gateway:gateway",
+    "logs": "gyroscope.cli.logs:logs",
+    "monitor": "gyroscope.cli.monitor:monitor",
+    "backup": "gyroscope.cli.backup:backup",
 }
 
 
