@@ -1,0 +1,148 @@
+"""Signed checkpoints: (tree size, root hash) signed with Ed25519, kept apart from the data.
+
+A checkpoint is the body of a C2SP ``tlog-checkpoint`` note::
+
+    gyroscope/logs
+    1234
+    <base64 root hash>
+
+signed with the store's Ed25519 key. Checkpoints are appended, one JSON object per line, to
+``checkpoints.log`` in the checkpoint directory (by default ``<data>/logs/checkpoints``, which may be
+put on other storage); the private key lives beside it with mode 0600 and never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gyroscope.logs._errors import LogStoreError
+
+__all__ = ["Checkpoint", "CheckpointLog", "ORIGIN"]
+
+ORIGIN = "gyroscope/logs"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement that the log had ``size`` records with Merkle root ``root``."""
+
+    size: int
+    root: bytes
+    ts_ns: int
+    signature: bytes
+
+    def body(self) -> bytes:
+        return f"{ORIGIN}\n{self.size}\n{base64.b64encode(self.root).decode()}\n".encode()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "size": self.size,
+            "root": self.root.hex(),
+            "ts_ns": self.ts_ns,
+            "signature": base64.b64encode(self.signature).decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Checkpoint:
+        return cls(
+            int(str(data["size"])),
+            bytes.fromhex(str(data["root"])),
+            int(str(data["ts_ns"])),
+            base64.b64decode(str(data["signature"])),
+        )
+
+
+class CheckpointLog:
+    """Sign and keep checkpoints; verify them with the public key.
+
+    >>> import tempfile
+    >>> cps = CheckpointLog(Path(tempfile.mkdtemp())); cps.open()
+    >>> cp = cps.sign(3, b"\\x00" * 32, 0); cps.verify(cp)
+    True
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._key: Ed25519PrivateKey | None = None
+        self.public: Ed25519PublicKey | None = None
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / "checkpoint.key"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "checkpoints.log"
+
+    def open(self, *, create: bool = True) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.key_path.exists():
+            if not create:
+                raise LogStoreError(f"{self.key_path}: no checkpoint key")
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+                fh.flush()
+                os.fsync(fh.fileno())
+        loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise LogStoreError(f"{self.key_path}: not an Ed25519 private key")
+        self._key = loaded
+        self.public = loaded.public_key()
+
+    def public_pem(self) -> str:
+        assert self.public is not None
+        return self.public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+
+    def sign(self, size: int, root: bytes, ts_ns: int) -> Checkpoint:
+        """Sign and durably append a checkpoint."""
+        assert self._key is not None, "open() first"
+        unsigned = Checkpoint(size, root, ts_ns, b"")
+        cp = Checkpoint(size, root, ts_ns, self._key.sign(unsigned.body()))
+        with open(self.log_path, "ab") as fh:
+            fh.write(json.dumps(cp.as_dict()).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return cp
+
+    def verify(self, cp: Checkpoint) -> bool:
+        assert self.public is not None, "open() first"
+        try:
+            self.public.verify(cp.signature, Checkpoint(cp.size, cp.root, cp.ts_ns, b"").body())
+        except InvalidSignature:
+            return False
+        return True
+
+    def all(self) -> list[Checkpoint]:
+        """Every checkpoint kept; a torn last line (crash while appending) is ignored."""
+        try:
+            lines = self.log_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            try:
+                out.append(Checkpoint.from_dict(json.loads(line)))
+            except (ValueError, KeyError):
+                continue
+        return out
+
+    def latest(self) -> Checkpoint | None:
+        cps = self.all()
+        return cps[-1] if cps else None

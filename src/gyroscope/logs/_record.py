@@ -1,0 +1,126 @@
+"""The on-disk record: a length and a CRC32C around every record, checked on every read.
+
+Frame layout (little endian)::
+
+    u32 length | u32 crc32c(payload) | payload
+    payload = u8 flags | u64 seq | i64 ts_ns | u16 labels_len | u16 key_len | labels | key | body
+
+``body`` is the log line, or for a redacted record the 32-byte Merkle leaf hash of the line it
+replaced, so that the tree (and every proof) stays verifiable after redaction. ``key`` is the
+optional de-duplication key a shipper sends with a batch.
+
+The Merkle leaf of a record is ``SHA-256(0x00 || ts_ns || labels_len || labels || line)``
+(RFC 6962 leaf prefix); the sequence number is the leaf's position, so it is not hashed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+
+import crc32c
+
+__all__ = [
+    "FLAG_BATCH_END",
+    "FLAG_REDACTED",
+    "FRAME",
+    "MAX_LINE_BYTES",
+    "PAYLOAD",
+    "Frame",
+    "FrameError",
+    "Record",
+    "decode",
+    "encode",
+    "leaf_hash",
+]
+
+FRAME = struct.Struct("<II")
+PAYLOAD = struct.Struct("<BQqHH")
+FLAG_REDACTED = 1
+FLAG_BATCH_END = 2  # the last record of an append batch; recovery keeps whole batches only
+MAX_LINE_BYTES = 256 * 1024
+MAX_FRAME = MAX_LINE_BYTES + 64 * 1024
+_TS_LABELS = struct.Struct("<qH")
+_sha256 = hashlib.sha256
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One stored log line (``line`` is empty and ``redacted`` true after redaction)."""
+
+    seq: int
+    ts_ns: int
+    labels: str
+    line: bytes
+    leaf: bytes
+    key: bytes = b""
+    redacted: bool = False
+    batch_end: bool = True
+
+
+class FrameError(Exception):
+    """Why the bytes at an offset are not a valid record (torn, corrupt, impossible length)."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        self.reason = reason
+        self.offset = offset
+        super().__init__(f"offset {offset}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded frame and where the next one starts."""
+
+    record: Record
+    offset: int
+    end: int
+
+
+def leaf_hash(ts_ns: int, labels: bytes, line: bytes) -> bytes:
+    """RFC 6962 leaf hash of one record."""
+    return _sha256(b"\x00" + _TS_LABELS.pack(ts_ns, len(labels)) + labels + line).digest()
+
+
+def encode(
+    seq: int,
+    ts_ns: int,
+    labels: bytes,
+    line: bytes,
+    key: bytes = b"",
+    *,
+    leaf: bytes = b"",
+    batch_end: bool = True,
+) -> bytes:
+    """One framed record; pass ``leaf`` (and an empty line) to write a redacted record."""
+    flags = (FLAG_REDACTED if leaf else 0) | (FLAG_BATCH_END if batch_end else 0)
+    payload = PAYLOAD.pack(flags, seq, ts_ns, len(labels), len(key)) + labels + key + (leaf or line)
+    return FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload
+
+
+def decode(buf: bytes | memoryview, offset: int, *, with_leaf: bool = True) -> Frame:
+    """Decode and CRC-check the record at ``offset``; raise ``FrameError`` when it is not valid."""
+    if offset + FRAME.size > len(buf):
+        raise FrameError("truncated frame header", offset)
+    length, crc = FRAME.unpack_from(buf, offset)
+    start = offset + FRAME.size
+    end = start + length
+    if length < PAYLOAD.size or length > MAX_FRAME:
+        raise FrameError(f"impossible record length {length}", offset)
+    if end > len(buf):
+        raise FrameError("truncated record", offset)
+    payload = bytes(buf[start:end])
+    if crc32c.crc32c(payload) != crc:
+        raise FrameError("CRC32C mismatch", offset)
+    flags, seq, ts_ns, labels_len, key_len = PAYLOAD.unpack_from(payload, 0)
+    pos = PAYLOAD.size
+    labels = payload[pos : pos + labels_len]
+    key = payload[pos + labels_len : pos + labels_len + key_len]
+    body = payload[pos + labels_len + key_len :]
+    last = bool(flags & FLAG_BATCH_END)
+    if flags & FLAG_REDACTED:
+        record = Record(seq, ts_ns, labels.decode(), b"", body, key, True, last)
+    else:
+        leaf = leaf_hash(ts_ns, labels, body) if with_leaf else b""
+        record = Record(seq, ts_ns, labels.decode(), body, leaf, key, False, last)
+    return Frame(record, offset, end)

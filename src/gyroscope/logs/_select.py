@@ -1,0 +1,76 @@
+"""Picking a segment's candidate records for a query without decoding the rest.
+
+Streams are matched by label set through the segment's stream list, time through its per-record
+timestamps (numpy), and substring filters by the n-gram bloom filter and then by a memchr-speed
+search of the mapped segment whose hits map back to records through the offsets index. Only the
+surviving records are decoded and CRC-checked; a damaged one is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from gyroscope.logs._record import FrameError, Record, decode
+from gyroscope.logs._segment import Damage, Segment
+
+__all__ = ["select_segment"]
+
+log = logging.getLogger(__name__)
+_SCAN_ALL_BELOW = 256  # below this many candidates, decoding them beats searching the file
+
+
+def _needle_hits(view: memoryview, needle: bytes, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which records contain ``needle`` somewhere in their bytes."""
+    hits = np.zeros(len(offsets), dtype=bool)
+    # the view's object is the mmap itself, whose find() is memchr-fast and copies nothing
+    find = getattr(view.obj, "find", None) or bytes(view).find
+    pos = find(needle)
+    while pos >= 0:
+        i = int(np.searchsorted(offsets, pos, side="right")) - 1
+        hits[i] = True
+        nxt = int(offsets[i + 1]) if i + 1 < len(offsets) else len(view)
+        pos = find(needle, nxt)
+    return hits
+
+
+def select_segment(
+    seg: Segment,
+    stream_ok: Callable[[str], bool],
+    start_ns: int,
+    end_ns: int,
+    needles: Sequence[bytes],
+    backward: bool,
+    damage: list[Damage],
+) -> Iterator[Record]:
+    count = seg.count
+    if not count:
+        return
+    matched = [i for i, s in enumerate(list(seg.streams)) if stream_ok(s)]
+    if not matched:
+        return
+    if seg.bloom is not None and not all(seg.bloom.may_contain(n) for n in needles):
+        return
+    offsets, ts, sids = seg.arrays()
+    offsets, ts, sids = offsets[:count], ts[:count], sids[:count]
+    mask = (ts >= start_ns) & (ts < end_ns)
+    if len(matched) < len(seg.streams):
+        mask &= np.isin(sids, np.array(matched, dtype=np.uint16))
+    size = seg.size
+    with seg.mapped() as view:
+        view = view[:size]
+        if needles and int(mask.sum()) > _SCAN_ALL_BELOW:
+            mask &= _needle_hits(view, max(needles, key=len), offsets)
+        picks = np.flatnonzero(mask)
+        for i in picks[::-1] if backward else picks:
+            try:
+                yield decode(view, int(offsets[i])).record
+            except FrameError as exc:
+                d = Damage(str(seg.path), exc.offset, exc.reason)
+                if d not in damage:
+                    damage.append(d)
+                    log.error("corrupt log record skipped: %s", d)
+
