@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 import httptools
@@ -135,6 +135,19 @@ class _BadRequest(Exception):
         super().__init__(message)
 
 
+class _Reject:
+    """A protocol error queued behind the requests before it, so answers stay in order."""
+
+    __slots__ = ("message", "status")
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
 class Connection(asyncio.Protocol):
     """One client connection. Handlers reach it as ``request.conn`` to inject faults."""
 
@@ -149,17 +162,20 @@ class Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: list[bytes] = []
         self._body_size = 0
-        self._pending: deque[Request] = deque()
+        # Each entry is answered in turn: (request, keep-alive) or a queued protocol error.
+        self._pending: deque[tuple[Request, bool] | _Reject] = deque()
         self._task: asyncio.Task[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._keep_alive = True
+        self._reading = True
+        self._broken = False  # a protocol error was seen: parse nothing more
+        self._eof = False  # the client half-closed: answer what it sent, then close
         self.closed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it: no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
         self._server.connections.add(self)
         self._arm_idle_timer()
@@ -167,25 +183,30 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._server.forget(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        self._cancel_idle_timer()
         if self._task is not None and not self._task.done():
             self._task.cancel()  # the client went away: stop the work it asked for
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(ConnectionResetError("client disconnected"))
+            self._writable.exception()  # retrieved here so nobody logs it when no one awaits
 
     def data_received(self, data: bytes) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._cancel_idle_timer()
+        if self._broken:
+            return
         try:
             self._parser.feed_data(data)
         except _BadRequest as exc:
-            self._reject(exc.status, str(exc))
+            self._fail(exc.status, str(exc))
         except httptools.HttpParserUpgrade:
-            self._reject(501, "protocol upgrade is not supported")
+            self._fail(501, "protocol upgrade is not supported")
         except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed request: {exc}")
+            self._fail(400, f"malformed request: {exc}")
+
+    def eof_received(self) -> bool:
+        # A client that half-closes after sending its requests still gets its answers.
+        self._eof = True
+        return bool(self._pending) or self._task is not None
 
     def pause_writing(self) -> None:
         if self._writable is None or self._writable.done():
@@ -206,6 +227,8 @@ class Connection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._header_bytes += len(url)
+        if self._header_bytes > self._server.max_header_bytes:
+            raise _BadRequest(414, "request URL too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
@@ -215,6 +238,18 @@ class Connection(asyncio.Protocol):
         text = value.decode("latin-1")
         old = self._headers.get(key)
         self._headers[key] = text if old is None else f"{old}, {text}"
+
+    def on_headers_complete(self) -> None:
+        length = self._headers.get("content-length", "")
+        if length.isdigit() and int(length) > self._server.max_body_bytes:
+            raise _BadRequest(413, "request body too large")
+        if (
+            self._headers.get("expect", "").lower() == "100-continue"
+            and self.transport is not None
+            and not self._pending
+            and self._task is None
+        ):
+            self.transport.write(_CONTINUE)  # curl waits a second for this before a large body
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
@@ -233,22 +268,42 @@ class Connection(asyncio.Protocol):
             self._parser.get_http_version(),
             self,
         )
-        self._keep_alive = self._parser.should_keep_alive()
-        self._pending.append(request)
-        if self._task is None:
-            self._task = self._loop.create_task(self._serve())
-        if len(self._pending) > 32 and self.transport is not None:
-            self.transport.pause_reading()  # a client pipelining without reading answers
+        self._enqueue((request, self._parser.should_keep_alive()))
 
     # -- serving -------------------------------------------------------------------------------
+    def _enqueue(self, item: tuple[Request, bool] | _Reject) -> None:
+        self._pending.append(item)
+        if self._task is None:
+            self._task = self._loop.create_task(self._serve())
+        if len(self._pending) > 32 and self._reading and self.transport is not None:
+            self._reading = False
+            self.transport.pause_reading()  # a client pipelining without reading answers
+
+    def _fail(self, status: int, message: str) -> None:
+        """A protocol error: answer it after what came before, then close."""
+        self._broken = True
+        if self._reading and self.transport is not None:
+            self._reading = False
+            self.transport.pause_reading()
+        self._enqueue(_Reject(status, message))
+
     async def _serve(self) -> None:
+        keep_alive = False
         try:
             while self._pending and not self.closed:
-                request = self._pending.popleft()
-                if self.transport is not None and len(self._pending) < 8:
-                    self.transport.resume_reading()
-                keep_alive = self._keep_alive or bool(self._pending)
-                await self._respond(request, keep_alive and not self._server.draining)
+                item = self._pending.popleft()
+                if not self._reading and not self._broken and len(self._pending) < 8:
+                    self._reading = True
+                    if self.transport is not None:
+                        self.transport.resume_reading()
+                if isinstance(item, _Reject):
+                    self._reject(item.status, item.message)
+                    return
+                request, keep_alive = item
+                keep_alive = keep_alive and not self._server.draining
+                await self._respond(request, keep_alive)
+                if not keep_alive:
+                    return
         except asyncio.CancelledError:
             pass
         except ConnectionError:
@@ -257,9 +312,9 @@ class Connection(asyncio.Protocol):
             self._task = None
         if self.closed or self.transport is None:
             return
-        if not self._keep_alive or self._server.draining:
-            self.transport.close()
-        else:
+        if self._server.draining or self._eof:
+            self.close()
+        elif keep_alive:
             self._arm_idle_timer()
 
     async def _respond(self, request: Request, keep_alive: bool) -> None:
@@ -273,6 +328,8 @@ class Connection(asyncio.Protocol):
             )
             response = Response.error(500, "internal server error")
         if self.closed or self.transport is None:
+            if isinstance(response, StreamResponse):
+                await _aclose(response.chunks)
             return
         head_only = request.method == "HEAD"
         if isinstance(response, Response):
@@ -281,32 +338,40 @@ class Connection(asyncio.Protocol):
                 + (b"" if head_only or response.status in (204, 304) else response.body)
             )
             if not keep_alive:
-                self.transport.close()
+                self.close()
             return
-        await self._stream(response, keep_alive, head_only)
+        await self._stream(request, response, keep_alive, head_only)
 
-    async def _stream(self, response: StreamResponse, keep_alive: bool, head_only: bool) -> None:
+    async def _stream(
+        self, request: Request, response: StreamResponse, keep_alive: bool, head_only: bool
+    ) -> None:
         assert self.transport is not None
         self.transport.write(self._head(response.status, response.headers, None, keep_alive))
-        if head_only:
-            return
         try:
+            if head_only:
+                return
             async for chunk in response.chunks:
-                if not chunk:
-                    continue
                 if self.closed:
                     return
-                self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                if self._writable is not None:
-                    await self._writable
+                if chunk:
+                    self.transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    if self._writable is not None and not self._writable.done():
+                        await self._writable
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            # The status line is gone already; a cut connection is the only honest signal left.
+            log.exception(
+                "%s: stream failed for %s %s", self._server.name, request.method, request.path
+            )
+            self.abort()
+            return
         finally:
-            aclose = getattr(response.chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _aclose(response.chunks)
         if not self.closed:
             self.transport.write(b"0\r\n\r\n")
             if not keep_alive:
-                self.transport.close()
+                self.close()
 
     def _head(
         self, status: int, headers: list[tuple[str, str]], length: int | None, keep_alive: bool
@@ -332,16 +397,22 @@ class Connection(asyncio.Protocol):
         self.transport.write(
             self._head(status, response.headers, len(response.body), False) + response.body
         )
-        self.transport.close()
+        self.close()
 
     def _arm_idle_timer(self) -> None:
         timeout = self._server.keepalive_timeout
-        if timeout > 0 and self.transport is not None:
+        if timeout > 0 and self.transport is not None and self._idle_timer is None:
             self._idle_timer = self._loop.call_later(timeout, self._close_if_idle)
 
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def _close_if_idle(self) -> None:
-        if self._task is None and self.transport is not None:
-            self.transport.close()
+        self._idle_timer = None
+        if self._task is None:
+            self.close()
 
     # -- for handlers and fault injection -----------------------------------------------------
     @property
@@ -349,14 +420,23 @@ class Connection(asyncio.Protocol):
         return self._task is None
 
     def abort(self) -> None:
-        """Drop the connection at once (the peer sees a reset)."""
+        """Drop the connection at once (the peer sees a reset); nothing more is written."""
+        self.closed = True
         if self.transport is not None:
             self.transport.abort()
 
     def close(self) -> None:
-        """Close the connection after what was already written."""
+        """Close the connection after what was already written; nothing more is written."""
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+async def _aclose(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()
 
 
 class HttpServer:
@@ -439,7 +519,9 @@ class HttpServer:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), timeout=grace)
+        tasks = [conn._task for conn in self.connections if conn._task is not None]
         for conn in list(self.connections):
             conn.abort()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(0)
+        if tasks:
+            # Let the cancelled handlers run their cleanup before the caller tears down the loop.
+            await asyncio.wait(tasks, timeout=2.0)
