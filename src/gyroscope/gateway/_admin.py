@@ -1,0 +1,131 @@
+"""The admin HTTP API, on its own (loopback by default) port; a bearer token when one is set.
+
+GET    /v1/backends                     list replicas with their state
+POST   /v1/backends                     add {"name", "address", "weight", "max_concurrent"}
+DELETE /v1/backends/NAME?timeout=30     drain, wait for in-flight requests, remove
+POST   /v1/backends/NAME/weight         {"weight": 3}
+POST   /v1/backends/NAME/drain          {"draining": true}   (false puts it back)
+POST   /v1/reload                       re-read the config file the gateway was started with
+GET    /metrics, GET /health
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr, ValidationError
+
+from gyroscope.core import HttpServer, Request, Response, format_validation_error, metrics_response
+from gyroscope.core import parse_host_port as _hp
+from gyroscope.errors import GyroscopeError
+from gyroscope.gateway._config import BackendConfig
+
+if TYPE_CHECKING:
+    from gyroscope.gateway._gateway import Gateway
+
+__all__ = ["AdminApi"]
+
+log = logging.getLogger(__name__)
+
+
+class AdminApi:
+    """Runtime control of one gateway."""
+
+    def __init__(self, gateway: Gateway, listen: str, token: SecretStr | None) -> None:
+        host, port = _hp(listen)
+        self.gateway = gateway
+        self.token = token.get_secret_value().encode() if token is not None else None
+        self.config_path: Path | None = None
+        self.reloader: Callable[[], Awaitable[None]] | None = None
+        self.server = HttpServer(self.handle, host=host, port=port, name=f"{gateway.name}-admin")
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1.0)
+
+    async def handle(self, request: Request) -> Response:
+        if self.token is not None and request.path != "/health" and not self._authorized(request):
+            return Response.error(401, "missing or wrong bearer token")
+        try:
+            return await self._route(request)
+        except GyroscopeError as exc:
+            status = 404 if "no backend named" in str(exc) else 409
+            return Response.error(status, str(exc))
+        except ValidationError as exc:
+            return Response.error(400, str(format_validation_error(exc, None)))
+        except (ValueError, TypeError) as exc:
+            return Response.error(400, f"bad request: {exc}")
+
+    def _authorized(self, request: Request) -> bool:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
+        return self.token is not None and hmac.compare_digest(given, self.token)
+
+    async def _route(self, request: Request) -> Response:  # noqa: PLR0911 - one return per endpoint
+        gw, method = self.gateway, request.method
+        parts = [p for p in request.path.split("/") if p]
+        if request.path == "/health":
+            return Response.json(gw.health().as_dict())
+        if request.path == "/metrics":
+            return metrics_response(gw.registry)
+        if parts[:2] != ["v1", "backends"]:
+            if parts == ["v1", "reload"] and method == "POST":
+                return await self._reload()
+            return Response.error(404, f"no such endpoint: {method} {request.path}")
+        if len(parts) == 2:
+            if method == "GET":
+                return Response.json({"backends": gw.backends()})
+            if method == "POST":
+                cfg = BackendConfig.model_validate(_body(request))
+                gw.add_backend(cfg)
+                log.warning("%s: backend %s added at %s", gw.name, cfg.name, cfg.address)
+                return Response.json({"added": cfg.name}, status=201)
+        elif len(parts) == 3 and method == "DELETE":
+            timeout = float(request.query_params().get("timeout", ["30"])[0])
+            finished = await gw.remove_backend(parts[2], wait=timeout)
+            log.warning("%s: backend %s removed", gw.name, parts[2])
+            return Response.json({"removed": parts[2], "drained": finished})
+        elif len(parts) == 4 and method in ("POST", "PUT"):
+            return self._change(parts[2], parts[3], _body(request))
+        return Response.error(405, f"method {method} not allowed on {request.path}")
+
+    def _change(self, name: str, what: str, body: dict[str, Any]) -> Response:
+        gw = self.gateway
+        if what == "weight":
+            weight = body.get("weight")
+            if not isinstance(weight, int) or not 0 <= weight <= 1000:
+                raise ValueError("weight must be an integer 0-1000")
+            gw.set_weight(name, weight)
+            return Response.json({"backend": name, "weight": weight})
+        if what == "drain":
+            draining = bool(body.get("draining", True))
+            gw.drain(name, draining)
+            return Response.json({"backend": name, "draining": draining})
+        return Response.error(404, f"unknown action {what!r} (weight, drain)")
+
+    async def _reload(self) -> Response:
+        if self.reloader is None:
+            return Response.error(409, "started without a config file: nothing to reload")
+        await self.reloader()
+        return Response.json({"reloaded": True, "backends": self.gateway.backends()})
+
+
+def _body(request: Request) -> dict[str, Any]:
+    data = json.loads(request.body or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    return data

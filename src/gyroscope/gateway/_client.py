@@ -1,0 +1,208 @@
+"""One client connection to the gateway: parse requests with httptools, one exchange at a time.
+
+Pipelined requests are parsed ahead and wait (bodies buffered, reading paused) until the answer
+before them is complete, so responses leave in order. Malformed input gets 400 (oversized heads
+431) and the connection closes; nothing a client sends can raise out of here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gyroscope.gateway._exchange import Exchange
+from gyroscope.gateway._response import error_body, render_head
+from gyroscope.gateway._upstream import set_nodelay
+
+if TYPE_CHECKING:
+    from gyroscope.gateway._gateway import Gateway
+
+__all__ = ["ClientConnection"]
+
+log = logging.getLogger(__name__)
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class ClientConnection(asyncio.Protocol):
+    """The downstream side of the proxy."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.header_bytes = 0
+        self.current: Exchange | None = None  # being answered
+        self.receiving: Exchange | None = None  # being parsed
+        self.waiting: deque[Exchange] = deque()  # pipelined, parsed ahead
+        self.keep_alive = True
+        self.closing = False
+        self.closed = False
+        self.activity = 0
+        self.seen_activity = 0
+        self.idle_since = gw.clock()
+        self._reading_paused = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
+        set_nodelay(transport)
+        self.gw.clients.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.gw.forget_client(self)
+        current, self.current = self.current, None
+        if current is not None:
+            current.client_gone()
+        for ex in self.waiting:
+            ex.client_gone()
+        self.waiting.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self.activity += 1
+        try:
+            self.parser.feed_data(data)
+        except _Reject as exc:
+            self.reject(exc.status, str(exc))
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Reject):
+                self.reject(cause.status, str(cause))
+            else:
+                log.exception("%s: bug while handling a request", self.gw.name)
+                self.reject(500, "internal error")
+        except httptools.HttpParserUpgrade:
+            self.reject(501, "protocol upgrade is not supported")
+        except httptools.HttpParserError as exc:
+            self.reject(400, f"malformed request: {exc}")
+
+    def pause_writing(self) -> None:
+        # the client reads slower than the replica writes: stop reading from the replica
+        current = self.current
+        if current is not None and current.upconn is not None:
+            current.upconn.pause_reading()
+
+    def resume_writing(self) -> None:
+        current = self.current
+        if current is not None and current.upconn is not None:
+            current.upconn.resume_reading()
+
+    # -- httptools callbacks -----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.gw.limits.max_header_bytes:
+            raise _Reject(414, "request URI too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.gw.limits.max_header_bytes:
+            raise _Reject(431, "request headers too large")
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        for name, value in self.headers:
+            if name == b"content-length" and int(value) > self.gw.limits.max_body_bytes:
+                raise _Reject(413, "request body too large")
+        self.keep_alive = parser.should_keep_alive()
+        ex = Exchange(
+            self.gw, self, parser.get_method(), self.url, self.headers, parser.get_http_version()
+        )
+        self.receiving = ex
+        if self.current is None:
+            self.current = ex
+            ex.begin()
+        else:
+            self.waiting.append(ex)
+            self.pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.request_body(body)
+
+    def on_message_complete(self) -> None:
+        ex, self.receiving = self.receiving, None
+        if ex is not None:
+            ex.request_done()
+
+    # -- for exchanges -----------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def exchange_done(self, ex: Exchange) -> None:
+        if ex is not self.current:
+            return
+        self.current = None
+        if self.closed or self.transport is None:
+            return
+        if not self.keep_alive or self.closing or self.gw.draining:
+            self.transport.close()
+            return
+        self.idle_since = self.gw.clock()
+        if self.waiting:
+            self.current = nxt = self.waiting.popleft()
+            nxt.begin()
+        if not self.waiting:
+            self.resume_reading()
+
+    def reject(self, status: int, message: str) -> None:
+        """Answer a request the gateway cannot parse or accept, then close."""
+        if self.transport is None or self.closed:
+            return
+        current = self.current
+        if current is not None and current.responded:
+            self.transport.abort()  # a response is already on the wire
+            return
+        if current is not None:
+            current.client_gone()
+            self.current = None
+        self.gw.count_rejected(status)
+        body = error_body(status, message)
+        head = render_head(
+            status, [(b"content-type", b"application/json")], b"%d" % len(body), False, False, b""
+        )
+        self.transport.write(head + body)
+        self.transport.close()
+        self.closed = True
+
+    def close_if_idle(self) -> bool:
+        if self.current is None and self.transport is not None and not self.closed:
+            self.transport.close()
+            return True
+        return False

@@ -1,0 +1,75 @@
+"""Bytes of response heads and the gateway's own error bodies."""
+
+from __future__ import annotations
+
+import json
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+__all__ = ["HOP_BY_HOP", "error_body", "render_head"]
+
+# RFC 9110 7.6.1: meaningful for one connection only, never forwarded. (Framing is redone per hop.)
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"expect",
+    }
+)
+
+_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
+_date: list[object] = [0, b""]
+
+
+def _date_header() -> bytes:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[0] = now
+        _date[1] = b"date: %s\r\n" % formatdate(now, usegmt=True).encode()
+    value = _date[1]
+    assert isinstance(value, bytes)
+    return value
+
+
+def render_head(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    content_length: bytes | None,
+    chunked: bool,
+    keep_alive: bool,
+    request_id: bytes,
+) -> bytes:
+    """The status line and headers, with framing, connection and request id headers added."""
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    parts = [line]
+    has_date = False
+    for name, value in headers:
+        if name == b"date":
+            has_date = True
+        parts += (name, b": ", value, b"\r\n")
+    if not has_date:
+        parts.append(_date_header())
+    if content_length is not None:
+        parts += (b"content-length: ", content_length, b"\r\n")
+    elif chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"connection: close\r\n")
+    if request_id:
+        parts += (b"x-request-id: ", request_id, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def error_body(status: int, message: str) -> bytes:
+    """An OpenAI-style error object, so LLM clients show the reason."""
+    kind = "rate_limit_exceeded" if status == 429 else "gateway_error"
+    return json.dumps(
+        {"error": {"message": message, "type": kind, "code": status}}, separators=(",", ":")
+    ).encode()
