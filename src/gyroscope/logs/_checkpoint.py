@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gyroscope.logs._errors import LogStoreError
 
-__all__ = ["Checkpoint", "CheckpointLog", "ORIGIN"]
+__all__ = ["ORIGIN", "Checkpoint", "CheckpointLog"]
 
 ORIGIN = "gyroscope/logs"
 

@@ -54,7 +54,7 @@ class GroupCommitter:
             group = self._take()
             try:
                 results = await loop.run_in_executor(self._pool, self._write, group)
-            except Exception as exc:  # noqa: BLE001 - every waiter hears about the failure
+            except Exception as exc:
                 for _, _, fut in group:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -64,7 +64,8 @@ class GroupCommitter:
                     fut.set_result(result)
 
     def _take(self) -> list[tuple[Sequence[Entry], bytes, asyncio.Future[AppendResult]]]:
-        group, lines = [], 0
+        group: list[tuple[Sequence[Entry], bytes, asyncio.Future[AppendResult]]] = []
+        lines = 0
         while self._queue and (not group or lines + len(self._queue[0][0]) <= self.max_batch_lines):
             if group and self._queue[0][1]:
                 break  # a keyed request is its own batch

@@ -34,7 +34,7 @@ def _unescape(value: str) -> str:
 def validate_labels(labels: dict[str, str]) -> dict[str, str]:
     """Return ``labels`` sorted, or raise ``BadInputError`` saying which label is wrong."""
     if not labels:
-        raise BadInputError("a stream needs at least one label, e.g. {job=\"app\"}")
+        raise BadInputError('a stream needs at least one label, e.g. {job="app"}')
     if len(labels) > MAX_LABELS:
         raise BadInputError(f"too many labels ({len(labels)} > {MAX_LABELS})")
     for name, value in labels.items():
@@ -57,7 +57,7 @@ def parse_labels(text: str) -> dict[str, str]:
     """Parse ``{a="b", c="d"}`` (the form Loki's protobuf push and our files use)."""
     body = text.strip()
     if not (body.startswith("{") and body.endswith("}")):
-        raise BadInputError(f"invalid label set {text!r}: expected {{name=\"value\", ...}}")
+        raise BadInputError(f'invalid label set {text!r}: expected {{name="value", ...}}')
     body = body[1:-1].strip()
     labels: dict[str, str] = {}
     pos = 0

@@ -42,8 +42,15 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-_UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9,
-          "w": 7 * 86400 * 10**9, "y": 365 * 86400 * 10**9}
+_UNITS = {
+    "ms": 10**6,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
+    "w": 7 * 86400 * 10**9,
+    "y": 365 * 86400 * 10**9,
+}
 
 
 def parse_duration(text: str) -> int:
@@ -128,7 +135,9 @@ class _Parser:
                 break
             m = _TOKEN.match(text, pos)
             if m is None or m.end() == pos:
-                raise QuerySyntaxError(f"unexpected {text[pos:].strip()[:10]!r} at position {pos + 1}")
+                raise QuerySyntaxError(
+                    f"unexpected {text[pos:].strip()[:10]!r} at position {pos + 1}"
+                )
             kind = m.lastgroup or ""
             self.tokens.append((kind, m.group(kind), m.start(kind)))
             pos = m.end()
@@ -152,7 +161,9 @@ class _Parser:
         raw = self.next("str")
         if raw.startswith("`"):
             return raw[1:-1]
-        return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), raw[1:-1])
+        return re.sub(
+            r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), raw[1:-1]
+        )
 
     def selector(self) -> tuple[Matcher, ...]:
         self.next(value="{")
@@ -167,7 +178,7 @@ class _Parser:
                 self.next(value=",")
         self.next(value="}")
         if not matchers:
-            raise QuerySyntaxError("a stream selector needs at least one matcher, e.g. {job=\"api\"}")
+            raise QuerySyntaxError('a stream selector needs at least one matcher, e.g. {job="api"}')
         return tuple(matchers)
 
     def log_query(self) -> LogQuery:
@@ -189,7 +200,11 @@ class _Parser:
                 cmp = self.next("op")
                 if cmp not in ("=", "!=", "=~", "!~", "==", ">", ">=", "<", "<="):
                     raise QuerySyntaxError(f"field filter {name}: unknown operator {cmp!r}")
-                value = self.string() if self.peek() and self.tokens[self.i][0] == "str" else self.next("num")
+                value = (
+                    self.string()
+                    if self.peek() and self.tokens[self.i][0] == "str"
+                    else self.next("num")
+                )
                 stages.append(FieldFilter(name, cmp, value))
         return LogQuery(matchers, tuple(stages))
 
@@ -208,12 +223,14 @@ class _Parser:
                 by = self.names()
             return MetricQuery(inner.fn, inner.inner, inner.range_ns, "sum", by or ())
         if name not in ("count_over_time", "rate"):
-            raise QuerySyntaxError(f"unsupported function {name!r} (use count_over_time, rate or sum)")
+            raise QuerySyntaxError(
+                f"unsupported function {name!r} (use count_over_time, rate or sum)"
+            )
         self.next(value="(")
-        inner = self.log_query()
+        selected = self.log_query()
         rng = self.next("dur")
         self.next(value=")")
-        return MetricQuery(name, inner, parse_duration(rng.strip("[] ")))
+        return MetricQuery(name, selected, parse_duration(rng.strip("[] ")))
 
     def names(self) -> tuple[str, ...]:
         self.next(value="(")
@@ -235,7 +252,7 @@ def parse_query(text: str) -> LogQuery | MetricQuery:
     """Parse a LogQL query; ``QuerySyntaxError`` names the position of the first problem."""
     parser = _Parser(text)
     if not parser.tokens:
-        raise QuerySyntaxError("empty query (try {job=\"app\"})")
+        raise QuerySyntaxError('empty query (try {job="app"})')
     query: LogQuery | MetricQuery = parser.log_query() if parser.peek("{") else parser.metric()
     parser.done()
     return query

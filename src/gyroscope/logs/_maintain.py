@@ -39,8 +39,15 @@ def _rewrite(store: LogStore, seg: Segment, drop: Callable[[int, str], bool]) ->
                 parts.append(bytes(view[frame.offset : frame.end]))
                 continue
             parts.append(
-                encode(rec.seq, rec.ts_ns, rec.labels.encode(), b"", rec.key, leaf=rec.leaf,
-                       batch_end=rec.batch_end)
+                encode(
+                    rec.seq,
+                    rec.ts_ns,
+                    rec.labels.encode(),
+                    b"",
+                    rec.key,
+                    leaf=rec.leaf,
+                    batch_end=rec.batch_end,
+                )
             )
             changed += 1
     if changed:

@@ -56,7 +56,9 @@ def root(hashes: Sequence[bytes]) -> bytes:
         return EMPTY_ROOT
     level = list(hashes)
     while len(level) > 1:
-        nxt = [_sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        nxt = [
+            _sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
         if len(level) % 2:
             nxt.append(level[-1])  # an odd node is promoted: the RFC's unbalanced right edge
         level = nxt
@@ -98,7 +100,9 @@ def _subproof(m: int, lo: int, hi: int, complete: bool, h: RangeHash) -> list[by
     return [*_subproof(m - k, lo + k, hi, False, h), h(lo, lo + k)]
 
 
-def verify_inclusion(index: int, size: int, leaf: bytes, path: Sequence[bytes], root_: bytes) -> bool:
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, path: Sequence[bytes], root_: bytes
+) -> bool:
     """RFC 9162 section 2.1.3.2."""
     if index >= size:
         return False

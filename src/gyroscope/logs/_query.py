@@ -77,8 +77,13 @@ def _line_pred(f: LineFilter) -> Callable[[str], bool]:
 def _field_pred(f: FieldFilter) -> Callable[[dict[str, str]], bool]:
     if f.op in (">", ">=", "<", "<=", "=="):
         want = float(f.value)
-        cmp = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__,
-               "==": float.__eq__}[f.op]
+        cmp = {
+            ">": float.__gt__,
+            ">=": float.__ge__,
+            "<": float.__lt__,
+            "<=": float.__le__,
+            "==": float.__eq__,
+        }[f.op]
 
         def numeric(fields: dict[str, str]) -> bool:
             try:
@@ -139,13 +144,16 @@ def _needles(q: LogQuery) -> list[bytes]:
     return out
 
 
-def _matching(
+def matching(
     store: LogStore, q: LogQuery, start_ns: int, end_ns: int, backward: bool
 ) -> Iterator[LogLine]:
     run = _pipeline(q)
     label_cache: dict[str, dict[str, str]] = {}
     for rec in store.select(
-        stream_matcher(q.matchers), start_ns=start_ns, end_ns=end_ns, needles=_needles(q),
+        stream_matcher(q.matchers),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        needles=_needles(q),
         backward=backward,
     ):
         if rec.redacted:
@@ -160,12 +168,17 @@ def _matching(
 
 
 def run_log_query(
-    store: LogStore, q: LogQuery, *, start_ns: int, end_ns: int, limit: int = 100,
+    store: LogStore,
+    q: LogQuery,
+    *,
+    start_ns: int,
+    end_ns: int,
+    limit: int = 100,
     backward: bool = True,
 ) -> QueryResult:
     """Up to ``limit`` matching lines, newest first when ``backward``."""
     result = QueryResult()
-    for item in _matching(store, q, start_ns, end_ns, backward):
+    for item in matching(store, q, start_ns, end_ns, backward):
         result.lines.append(item)
         if len(result.lines) >= limit:
             break
@@ -178,19 +191,19 @@ def run_metric_query(
     """Loki's ``matrix`` result: one series per label set, a value per step."""
     step_ns = max(step_ns, 1)
     by_group: dict[tuple[tuple[str, str], ...], list[int]] = {}
-    for item in _matching(store, q.inner, start_ns - q.range_ns, end_ns + 1, False):
+    for item in matching(store, q.inner, start_ns - q.range_ns, end_ns + 1, False):
         labels = item.labels
         if q.agg is not None:
             labels = {k: v for k, v in labels.items() if k in (q.by or ())}
         by_group.setdefault(tuple(sorted(labels.items())), []).append(item.ts_ns)
     steps = np.arange(start_ns, end_ns + 1, step_ns, dtype=np.int64)
-    series = []
+    series: list[dict[str, object]] = []
     for key, stamps in by_group.items():
         ts = np.sort(np.array(stamps, dtype=np.int64))
         counts = np.searchsorted(ts, steps, side="right") - np.searchsorted(
             ts, steps - q.range_ns, side="right"
         )
-        values = []
+        values: list[list[object]] = []
         for t, c in zip(steps.tolist(), counts.tolist(), strict=True):
             if c:
                 v = c / (q.range_ns / 1e9) if q.fn == "rate" else c

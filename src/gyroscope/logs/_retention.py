@@ -47,6 +47,7 @@ def plan_retention(
     now_ns: int,
 ) -> dict[int, set[str]]:
     """Which streams expire in which segment (by segment base). Segments oldest first."""
+
     def rule_for(labels: str) -> RetentionRule:
         return next((r for r in rules if r.matches(labels)), default)
 

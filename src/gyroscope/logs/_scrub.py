@@ -61,7 +61,13 @@ class VerifyReport:
             "checkpoints": self.checkpoints,
             "seconds": round(self.seconds, 3),
             "problems": [
-                {"kind": p.kind, "detail": p.detail, "path": p.path, "offset": p.offset, "seq": p.seq}
+                {
+                    "kind": p.kind,
+                    "detail": p.detail,
+                    "path": p.path,
+                    "offset": p.offset,
+                    "seq": p.seq,
+                }
                 for p in self.problems
             ],
         }
@@ -79,7 +85,9 @@ def _check_segment(store: LogStore, seg: Segment, expected: int, report: VerifyR
         data = fh.read(size)
     result = scan_frames(seg.path, data)
     for d in result.damage:
-        kind = "truncated" if "truncated" in d.reason and d.offset >= result.valid_end else "corrupt"
+        kind = (
+            "truncated" if "truncated" in d.reason and d.offset >= result.valid_end else "corrupt"
+        )
         report.problems.append(Problem(kind, d.reason, path, d.offset))
     frames = result.frames
     seqs = [f.record.seq for f in frames]
@@ -91,20 +99,35 @@ def _check_segment(store: LogStore, seg: Segment, expected: int, report: VerifyR
         if rec.seq != expected:
             if expected in positions and positions[expected] > i:
                 report.problems.append(
-                    Problem("reordered", f"record {rec.seq} found where {expected} belongs",
-                            path, frame.offset, rec.seq)
+                    Problem(
+                        "reordered",
+                        f"record {rec.seq} found where {expected} belongs",
+                        path,
+                        frame.offset,
+                        rec.seq,
+                    )
                 )
             elif rec.seq > expected:
                 report.problems.append(
-                    Problem("deleted", f"records {expected}..{rec.seq - 1} are missing",
-                            path, frame.offset, expected)
+                    Problem(
+                        "deleted",
+                        f"records {expected}..{rec.seq - 1} are missing",
+                        path,
+                        frame.offset,
+                        expected,
+                    )
                 )
         expected = max(expected, rec.seq) + 1 if rec.seq >= expected else expected
         k = rec.seq - seqs[0]
         if 0 <= k < len(stored) and stored[k] != rec.leaf:
             report.problems.append(
-                Problem("tampered", f"record {rec.seq} does not match its Merkle leaf hash",
-                        path, frame.offset, rec.seq)
+                Problem(
+                    "tampered",
+                    f"record {rec.seq} does not match its Merkle leaf hash",
+                    path,
+                    frame.offset,
+                    rec.seq,
+                )
             )
     return expected
 
@@ -114,19 +137,28 @@ def _check_checkpoints(store: LogStore, report: VerifyReport) -> None:
     report.checkpoints = len(checkpoints)
     for cp in checkpoints:
         if not store.checkpoints.verify(cp):
-            report.problems.append(Problem("checkpoint", f"bad signature on checkpoint of size {cp.size}"))
+            report.problems.append(
+                Problem("checkpoint", f"bad signature on checkpoint of size {cp.size}")
+            )
             continue
         if cp.size > store.merkle.size:
             report.problems.append(
-                Problem("truncated", f"signed checkpoint covers {cp.size} records, the log has "
-                        f"{store.merkle.size}", seq=store.merkle.size)
+                Problem(
+                    "truncated",
+                    f"signed checkpoint covers {cp.size} records, the log has {store.merkle.size}",
+                    seq=store.merkle.size,
+                )
             )
             continue
         got = store.merkle.root(cp.size) if cp.size else EMPTY_ROOT
         if got != cp.root:
             report.problems.append(
-                Problem("tampered", f"leaf hashes before record {cp.size} do not match the signed "
-                        "checkpoint (leaves file rewritten)", seq=cp.size)
+                Problem(
+                    "tampered",
+                    f"leaf hashes before record {cp.size} do not match the signed "
+                    "checkpoint (leaves file rewritten)",
+                    seq=cp.size,
+                )
             )
             return  # later checkpoints fail for the same reason
 
@@ -143,15 +175,25 @@ def verify_store(store: LogStore) -> VerifyReport:
         report.segments += 1
         if seg.base > expected:
             report.problems.append(
-                Problem("deleted", f"records {expected}..{seg.base - 1} are missing (segment gap)",
-                        str(seg.path), 0, expected)
+                Problem(
+                    "deleted",
+                    f"records {expected}..{seg.base - 1} are missing (segment gap)",
+                    str(seg.path),
+                    0,
+                    expected,
+                )
             )
             expected = seg.base
         expected = _check_segment(store, seg, expected, report)
     if expected < end:
         report.problems.append(
-            Problem("truncated", f"records {expected}..{end - 1} are missing at the end",
-                    str(segments[-1].path) if segments else "", None, expected)
+            Problem(
+                "truncated",
+                f"records {expected}..{end - 1} are missing at the end",
+                str(segments[-1].path) if segments else "",
+                None,
+                expected,
+            )
         )
     _check_checkpoints(store, report)
     report.seconds = time.perf_counter() - started

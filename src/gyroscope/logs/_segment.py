@@ -237,7 +237,9 @@ class Segment:
         except FileNotFoundError:
             return False
         except Exception as exc:  # a damaged sidecar is rebuilt, never trusted
-            log.warning("%s: index unreadable (%s); rebuilding it from the segment", self.idx_path, exc)
+            log.warning(
+                "%s: index unreadable (%s); rebuilding it from the segment", self.idx_path, exc
+            )
             return False
         return True
 

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 _SCAN_ALL_BELOW = 256  # below this many candidates, decoding them beats searching the file
 
 
-def _needle_hits(view: memoryview, needle: bytes, offsets: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+def _needle_hits(
+    view: memoryview, needle: bytes, offsets: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
     """Which records contain ``needle`` somewhere in their bytes."""
     hits = np.zeros(len(offsets), dtype=bool)
     # the view's object is the mmap itself, whose find() is memchr-fast and copies nothing
@@ -60,8 +62,8 @@ def select_segment(
     if len(matched) < len(seg.streams):
         mask &= np.isin(sids, np.array(matched, dtype=np.uint16))
     size = seg.size
-    with seg.mapped() as view:
-        view = view[:size]
+    with seg.mapped() as mapped:
+        view = mapped[:size]
         if needles and int(mask.sum()) > _SCAN_ALL_BELOW:
             mask &= _needle_hits(view, max(needles, key=len), offsets)
         picks = np.flatnonzero(mask)
@@ -73,4 +75,3 @@ def select_segment(
                 if d not in damage:
                     damage.append(d)
                     log.error("corrupt log record skipped: %s", d)
-

@@ -174,7 +174,9 @@ class LogStore:
         result.frames, result.damage = frames, []
         seg.index_from(result)
         if end < seg.size and not self.readonly:
-            log.warning("%s: cutting a torn tail at offset %d (%d bytes)", seg.path, end, seg.size - end)
+            log.warning(
+                "%s: cutting a torn tail at offset %d (%d bytes)", seg.path, end, seg.size - end
+            )
             with open(seg.path, "r+b") as fh:
                 fh.truncate(end)
                 os.fsync(fh.fileno())
@@ -236,7 +238,12 @@ class LogStore:
                     raise LogStoreError(f"line of {len(e.line)} bytes exceeds {MAX_LINE_BYTES}")
                 lab = e.labels.encode()
                 frame = encode(
-                    first + i, e.ts_ns, lab, e.line, key if i == last_i else b"", batch_end=i == last_i
+                    first + i,
+                    e.ts_ns,
+                    lab,
+                    e.line,
+                    key if i == last_i else b"",
+                    batch_end=i == last_i,
                 )
                 parts.append(frame)
                 leaves.append(leaf_hash(e.ts_ns, lab, e.line))
@@ -297,7 +304,9 @@ class LogStore:
         with self.lock:
             self._to_index.append(seg)
             if self._indexer is None or not self._indexer.is_alive():
-                self._indexer = threading.Thread(target=self._index_loop, name="logs-index", daemon=True)
+                self._indexer = threading.Thread(
+                    target=self._index_loop, name="logs-index", daemon=True
+                )
                 self._indexer.start()
 
     def _index_loop(self) -> None:

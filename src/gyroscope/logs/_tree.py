@@ -34,7 +34,9 @@ class MerkleLog:
         self.path = path
         self.size = 0
         self._fd = -1
-        self._stack: list[tuple[int, bytes]] = []  # (leaf count, hash) of perfect subtrees, left to right
+        self._stack: list[
+            tuple[int, bytes]
+        ] = []  # (leaf count, hash) of perfect subtrees, left to right
         self._cache: dict[tuple[int, int], bytes] = {}
 
     def open(self) -> None:

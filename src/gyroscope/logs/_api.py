@@ -1,0 +1,273 @@
+"""The log server's HTTP API: ingest, Loki-compatible query endpoints, tail, proofs, stats, metrics.
+
+Loki compatibility: ``/loki/api/v1/push`` (JSON body; gzip accepted), ``query_range``, ``query``,
+``labels``, ``label/<name>/values`` and ``/ready`` answer in Loki's JSON shapes, so Grafana's Loki
+data source and JSON-speaking shippers work unchanged. Live tail is ``/api/logs/tail``: newline
+delimited JSON over a chunked response (Loki's WebSocket ``/loki/api/v1/tail`` is not offered: it
+answers 501 saying so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from gyroscope.core import Request, Response, StreamResponse, metrics_response
+from gyroscope.logs._errors import BadInputError, LogStoreError, QuerySyntaxError
+from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_time
+from gyroscope.logs._logql import LogQuery, MetricQuery, parse_query, parse_selector
+from gyroscope.logs._proofs import consistency_proof, inclusion_proof
+from gyroscope.logs._query import run_log_query, run_metric_query, stream_matcher
+from gyroscope.logs._scrub import verify_store
+
+if TYPE_CHECKING:
+    from gyroscope.logs._service import LogServer
+
+__all__ = ["LogApi"]
+
+log = logging.getLogger(__name__)
+_HOUR = 3600 * 10**9
+
+
+def _param(req: Request, name: str, default: str = "") -> str:
+    values = req.query_params().get(name)
+    return values[-1] if values else default
+
+
+def _int_param(req: Request, name: str, default: int) -> int:
+    raw = _param(req, name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInputError(f"parameter {name} must be an integer, got {raw!r}") from None
+
+
+def _step_ns(raw: str, start: int, end: int) -> int:
+    if not raw:
+        return max((end - start) // 250, 10**9)
+    try:
+        return int(float(raw) * 1e9)
+    except ValueError:
+        from gyroscope.logs._logql import parse_duration
+
+        return parse_duration(raw)
+
+
+class LogApi:
+    """Routes requests to the store; every error is one JSON line with a 4xx/5xx status."""
+
+    def __init__(self, server: LogServer) -> None:
+        self.server = server
+        self.routes: dict[
+            tuple[str, str], Callable[[Request], Awaitable[Response | StreamResponse]]
+        ] = {
+            ("POST", "/api/logs/push"): self.push_lines,
+            ("POST", "/loki/api/v1/push"): self.push_loki,
+            ("GET", "/loki/api/v1/query_range"): self.query_range,
+            ("GET", "/loki/api/v1/query"): self.query,
+            ("GET", "/loki/api/v1/labels"): self.labels,
+            ("GET", "/loki/api/v1/label"): self.labels,
+            ("GET", "/loki/api/v1/tail"): self.loki_tail,
+            ("GET", "/api/logs/tail"): self.tail,
+            ("GET", "/api/logs/stats"): self.stats,
+            ("GET", "/api/logs/prove"): self.prove,
+            ("GET", "/api/logs/consistency"): self.consistency,
+            ("POST", "/api/logs/verify"): self.verify,
+            ("GET", "/ready"): self.ready,
+            ("GET", "/metrics"): self.metrics,
+        }
+
+    async def __call__(self, req: Request) -> Response | StreamResponse:
+        token = self.server.config.token
+        if token and not hmac.compare_digest(
+            req.headers.get("authorization", ""), f"Bearer {token}"
+        ):
+            return Response.error(401, "missing or wrong bearer token")
+        path = req.path.rstrip("/") or "/"
+        handler = self.routes.get((req.method, path))
+        if handler is None and req.method == "GET" and path.startswith("/loki/api/v1/label/"):
+            handler = self.label_values
+        if handler is None:
+            return Response.error(404, f"no route {req.method} {req.path}")
+        try:
+            return await handler(req)
+        except BadInputError as exc:
+            self.server.metrics.rejected.inc()
+            return Response.error(400, str(exc))
+        except LogStoreError as exc:
+            log.error("log store: %s", exc)
+            return Response.error(503 if exc.retryable else 500, str(exc))
+
+    # -- ingest ----------------------------------------------------------------------------------
+    @staticmethod
+    def _body(req: Request) -> bytes:
+        if req.headers.get("content-encoding", "") == "gzip":
+            try:
+                return gzip.decompress(req.body)
+            except (OSError, EOFError) as exc:
+                raise BadInputError(f"invalid gzip body: {exc}") from None
+        return req.body
+
+    async def push_lines(self, req: Request) -> Response:
+        entries = parse_json_lines(self._body(req))
+        result = await self.server.ingest(
+            entries, key=req.headers.get("x-gyro-batch-key", "").encode()
+        )
+        return Response.json(
+            {"first_seq": result.first, "count": result.count, "duplicate": result.duplicate}
+        )
+
+    async def push_loki(self, req: Request) -> Response:
+        ctype = req.headers.get("content-type", "application/json")
+        if "json" not in ctype:
+            raise BadInputError(
+                f"content-type {ctype!r} is not supported: configure the shipper to send JSON "
+                "(application/json); protobuf+snappy is not accepted"
+            )
+        await self.server.ingest(parse_loki_push(self._body(req)))
+        return Response(status=204)
+
+    # -- query -----------------------------------------------------------------------------------
+    def _range(self, req: Request) -> tuple[int, int]:
+        now = time.time_ns()
+        end = parse_time(_param(req, "end") or None, where="end", default=now)
+        start = parse_time(_param(req, "start") or None, where="start", default=end - _HOUR)
+        return start, end
+
+    async def _run(self, req: Request, start: int, end: int) -> Response:
+        q = parse_query(_param(req, "query"))
+        store = self.server.store
+        if isinstance(q, MetricQuery):
+            step = _step_ns(_param(req, "step"), start, end)
+            result = await asyncio.to_thread(
+                run_metric_query, store, q, start_ns=start, end_ns=end, step_ns=step
+            )
+            data: dict[str, Any] = {"resultType": "matrix", "result": result}
+        else:
+            limit = _int_param(req, "limit", 100)
+            backward = _param(req, "direction", "backward").lower() != "forward"
+            res = await asyncio.to_thread(
+                run_log_query,
+                store,
+                q,
+                start_ns=start,
+                end_ns=end + 1,
+                limit=limit,
+                backward=backward,
+            )
+            data = {"resultType": "streams", "result": res.streams()}
+        data["stats"] = {"damaged_records": len(store.damage)}
+        self.server.metrics.queries.inc()
+        return Response.json({"status": "success", "data": data})
+
+    async def query_range(self, req: Request) -> Response:
+        start, end = self._range(req)
+        return await self._run(req, start, end)
+
+    async def query(self, req: Request) -> Response:
+        t = parse_time(_param(req, "time") or None, where="time", default=time.time_ns())
+        return await self._run(req, t - _HOUR, t)
+
+    def _streams(self, req: Request) -> list[dict[str, str]]:
+        from gyroscope.logs._labels import parse_labels
+
+        selector = _param(req, "query")
+        ok = stream_matcher(parse_selector(selector)) if selector else (lambda _s: True)
+        return [parse_labels(s) for s in self.server.store.labels() if ok(s)]
+
+    async def labels(self, req: Request) -> Response:
+        names = sorted({k for labels in self._streams(req) for k in labels})
+        return Response.json({"status": "success", "data": names})
+
+    async def label_values(self, req: Request) -> Response:
+        name = req.path.rstrip("/").split("/")[-2]
+        values = sorted({lb[name] for lb in self._streams(req) if name in lb})
+        return Response.json({"status": "success", "data": values})
+
+    async def loki_tail(self, req: Request) -> Response:
+        return Response.error(
+            501,
+            "the WebSocket tail is not offered; use GET /api/logs/tail?query=... (NDJSON stream)",
+        )
+
+    async def tail(self, req: Request) -> StreamResponse:
+        q = parse_query(_param(req, "query"))
+        if not isinstance(q, LogQuery):
+            raise QuerySyntaxError("tail takes a log query, not a metric query")
+        return StreamResponse(
+            self._tail(q, _int_param(req, "limit", 10)),
+            headers=[("content-type", "application/x-ndjson")],
+        )
+
+    async def _tail(self, q: LogQuery, backlog: int) -> AsyncIterator[bytes]:
+        store = self.server.store
+        res = await asyncio.to_thread(
+            run_log_query, store, q, start_ns=0, end_ns=2**63 - 1, limit=backlog
+        )
+        seen = store.next_seq
+        for ln in reversed(res.lines):
+            yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
+        deadline = time.monotonic() + self.server.config.tail_max_seconds
+        while time.monotonic() < deadline:
+            await self.server.new_data.wait()
+            upto = store.next_seq
+            if upto == seen:
+                continue
+            lines = await asyncio.to_thread(_since, store, q, seen)
+            seen = upto
+            for ln in lines:
+                yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
+
+    # -- integrity, stats --------------------------------------------------------------------------
+    async def prove(self, req: Request) -> Response:
+        seq = _int_param(req, "seq", -1)
+        return Response.json(await asyncio.to_thread(inclusion_proof, self.server.store, seq))
+
+    async def consistency(self, req: Request) -> Response:
+        old, new = _int_param(req, "old", 0), _int_param(req, "new", 0)
+        return Response.json(
+            await asyncio.to_thread(consistency_proof, self.server.store, old, new or None)
+        )
+
+    async def verify(self, req: Request) -> Response:
+        report = await asyncio.to_thread(verify_store, self.server.store)
+        self.server.last_verify = report
+        return Response.json(report.as_dict(), status=200 if report.ok else 409)
+
+    async def stats(self, req: Request) -> Response:
+        return Response.json(self.server.stats())
+
+    async def ready(self, req: Request) -> Response:
+        return Response.text("ready\n")
+
+    async def metrics(self, req: Request) -> Response:
+        self.server.metrics.refresh(self.server)
+        return metrics_response(self.server.metrics.registry)
+
+
+def _ndjson(seq: int, ts_ns: int, labels: dict[str, str], line: str) -> bytes:
+    return (
+        json.dumps({"seq": seq, "ts": str(ts_ns), "labels": labels, "line": line}).encode() + b"\n"
+    )
+
+
+def _since(store: Any, q: LogQuery, seen: int) -> list[Any]:
+    """Matching lines with sequence numbers >= ``seen``, oldest first (newest segments are read first,
+    and reading stops at the first older record)."""
+    from gyroscope.logs._query import matching
+
+    out = []
+    for ln in matching(store, q, 0, 2**63 - 1, True):
+        if ln.seq < seen:
+            break
+        out.append(ln)
+    out.reverse()
+    return out
