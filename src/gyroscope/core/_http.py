@@ -169,7 +169,6 @@ class Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._reading = True
         self._broken = False  # a protocol error was seen: parse nothing more
-        self._eof = False  # the client half-closed: answer what it sent, then close
         self.closed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -201,12 +200,16 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(501, "protocol upgrade is not supported")
         except httptools.HttpParserError as exc:
-            self._fail(400, f"malformed request: {exc}")
+            # httptools wraps what a callback raised; our own refusals keep their status.
+            inner = exc.__context__
+            if isinstance(inner, _BadRequest):
+                self._fail(inner.status, str(inner))
+            else:
+                self._fail(400, f"malformed request: {exc}")
 
-    def eof_received(self) -> bool:
-        # A client that half-closes after sending its requests still gets its answers.
-        self._eof = True
-        return bool(self._pending) or self._task is not None
+    # No eof_received: a client's FIN closes the connection and cancels its work, as nginx and
+    # uvicorn do, because for a model server a client that hung up is far likelier than a
+    # half-close that still wants its answer.
 
     def pause_writing(self) -> None:
         if self._writable is None or self._writable.done():
@@ -300,8 +303,7 @@ class Connection(asyncio.Protocol):
                     self._reject(item.status, item.message)
                     return
                 request, keep_alive = item
-                keep_alive = keep_alive and not self._server.draining
-                await self._respond(request, keep_alive)
+                keep_alive = await self._respond(request, keep_alive)
                 if not keep_alive:
                     return
         except asyncio.CancelledError:
@@ -312,12 +314,13 @@ class Connection(asyncio.Protocol):
             self._task = None
         if self.closed or self.transport is None:
             return
-        if self._server.draining or self._eof:
+        if self._server.draining:
             self.close()
         elif keep_alive:
             self._arm_idle_timer()
 
-    async def _respond(self, request: Request, keep_alive: bool) -> None:
+    async def _respond(self, request: Request, keep_alive: bool) -> bool:
+        """Answer one request; returns whether the connection stays open."""
         try:
             response = await self._server.handler(request)
         except asyncio.CancelledError:
@@ -330,7 +333,8 @@ class Connection(asyncio.Protocol):
         if self.closed or self.transport is None:
             if isinstance(response, StreamResponse):
                 await _aclose(response.chunks)
-            return
+            return False
+        keep_alive = keep_alive and not self._server.draining  # a stop began meanwhile
         head_only = request.method == "HEAD"
         if isinstance(response, Response):
             self.transport.write(
@@ -339,8 +343,9 @@ class Connection(asyncio.Protocol):
             )
             if not keep_alive:
                 self.close()
-            return
+            return keep_alive
         await self._stream(request, response, keep_alive, head_only)
+        return keep_alive and not self.closed
 
     async def _stream(
         self, request: Request, response: StreamResponse, keep_alive: bool, head_only: bool
