@@ -1,29 +1,64 @@
-"""Configuration of fault proxies (the ``chaos:`` section of ``gyroscope.yaml``)."""
+"""Configuration of fault proxies (the ``chaos:`` section of ``gyroscope.yaml``).
+
+>>> cfg = ChaosConfig(proxies=[{"name": "redis", "listen": "127.0.0.1:16380",
+...                             "upstream": "127.0.0.1:16379", "faults": {"latency_ms": 20}}])
+>>> cfg.proxies[0].faults.latency_ms
+20
+"""
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gyroscope.core import StrictModel, parse_host_port
+from gyroscope.chaos._faults import Faults
+from gyroscope.core import StrictModel, is_loopback, parse_host_port
 
 __all__ = ["ChaosConfig", "ProxyConfig"]
 
 
 class ProxyConfig(StrictModel):
-    """One TCP fault proxy: ``listen`` forwards to ``upstream``."""
+    """One TCP fault proxy: ``listen`` forwards to ``upstream``, with ``faults`` from the start.
+
+    ``control`` (``host:port``) serves the HTTP control API; off the loopback it needs
+    ``control_token``.
+    """
 
     name: str
     listen: str
     upstream: str
+    control: str | None = None
+    control_token: SecretStr | None = None
+    faults: Faults = Faults()
 
-    @field_validator("listen", "upstream")
+    @field_validator("listen", "upstream", "control")
     @classmethod
-    def _address(cls, value: str) -> str:
-        parse_host_port(value)
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_host_port(value)
         return value
+
+    @model_validator(mode="after")
+    def _token_when_exposed(self) -> ProxyConfig:
+        if self.control is not None and self.control_token is None:
+            host, _ = parse_host_port(self.control)
+            if not is_loopback(host):
+                raise ValueError(
+                    f"control API on {host} (not loopback) needs control_token; "
+                    "set it, e.g. control_token: ${GYRO_CHAOS_TOKEN}"
+                )
+        return self
 
 
 class ChaosConfig(StrictModel):
     """The ``chaos:`` section: fault proxies ``gyro up`` starts."""
 
     proxies: list[ProxyConfig] = Field(default_factory=list)
+
+    @field_validator("proxies")
+    @classmethod
+    def _unique_names(cls, proxies: list[ProxyConfig]) -> list[ProxyConfig]:
+        names = [p.name for p in proxies]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"proxy names must be unique; repeated: {', '.join(duplicates)}")
+        return proxies

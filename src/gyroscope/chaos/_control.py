@@ -1,0 +1,86 @@
+"""The HTTP control API of a fault proxy (served by ``gyroscope.core.HttpServer``).
+
+=======  ==========  ==========================================================
+GET      /faults     the faults in force, as JSON
+POST     /faults     merge a JSON object of fault fields; answers the new faults
+DELETE   /faults     clear every fault
+POST     /cut        reset every open connection; answers ``{"cut": N}``
+GET      /stats      connection and byte counters
+GET      /health     the proxy's health report
+=======  ==========  ==========================================================
+
+Bad input gets ``400`` with one message naming the field; with a token configured, every request
+must carry ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING
+
+from gyroscope.chaos._faults import Faults
+from gyroscope.core import Handler, Request, Response, StreamResponse
+from gyroscope.errors import ProxyError
+
+if TYPE_CHECKING:
+    from gyroscope.chaos._proxy import FaultProxy
+
+__all__ = ["control_handler"]
+
+_ROUTES = {
+    "/faults": ("GET", "POST", "DELETE"),
+    "/cut": ("POST",),
+    "/stats": ("GET",),
+    "/health": ("GET",),
+}
+
+
+def control_handler(proxy: FaultProxy) -> Handler:
+    """The request handler for ``proxy``'s control API."""
+
+    async def handle(request: Request) -> Response | StreamResponse:
+        if proxy.control_token and not _authorized(request, proxy.control_token):
+            return Response.error(401, "missing or wrong token (send Authorization: Bearer TOKEN)")
+        path = request.path.rstrip("/") or "/"
+        methods = _ROUTES.get(path)
+        if methods is None:
+            return Response.error(404, f"no such endpoint {path}; try /faults, /cut or /stats")
+        if request.method not in methods:
+            return Response.error(
+                405, f"{request.method} {path} is not allowed; use {', '.join(methods)}"
+            )
+        try:
+            return _dispatch(proxy, request.method, path, request.body)
+        except ProxyError as exc:
+            return Response.error(400, str(exc))
+
+    return handle
+
+
+def _dispatch(proxy: FaultProxy, method: str, path: str, body: bytes) -> Response:
+    if path == "/stats":
+        return Response.json(proxy.stats().as_dict())
+    if path == "/health":
+        return Response.json(proxy.health().as_dict())
+    if path == "/cut":
+        return Response.json({"cut": proxy.cut()})
+    if method == "GET":
+        return Response.json(proxy.faults.model_dump())
+    if method == "DELETE":
+        return Response.json(proxy.clear_faults().model_dump())
+    try:
+        fields = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProxyError(f"faults: the body is not valid JSON ({exc})") from None
+    if not isinstance(fields, dict):
+        raise ProxyError(f"faults: expected a JSON object of fault fields, got {fields!r}")
+    return Response.json(proxy.set_faults(Faults.parse(fields, base=proxy.faults)).model_dump())
+
+
+def _authorized(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode(), token.encode()
+    )
