@@ -1,0 +1,317 @@
+"""Backing up: walk the sources, chunk what changed, store new chunks, commit a snapshot.
+
+Unchanged files (same size, mtime, ctime and inode as in the parent snapshot, and every chunk still
+indexed) are taken from the parent without being read: that is the files cache, and it is the
+repository itself, so it can never disagree with what is stored. ``full=True`` reads everything.
+
+Files are read and chunked by a pool of threads (hashing, zstd and AES-GCM release the GIL); the
+tree keeps walk order. A path that vanishes between the directory listing and the read is left out
+of the snapshot with a warning; the snapshot of everything else is still committed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from gyroscope.backup._chunker import MIN_SIZE, Chunker
+from gyroscope.backup._errors import MissingDataError, SourceError
+from gyroscope.backup._locks import RepoLock
+from gyroscope.backup._pack import PackWriter, index_orphan_packs
+from gyroscope.backup._repo import Repository
+from gyroscope.backup._tree import (
+    Entry,
+    Snapshot,
+    encode_tree,
+    entry_from_stat,
+    list_snapshots,
+    now_utc,
+    save_snapshot,
+)
+
+__all__ = ["BackupResult", "BackupStats", "backup"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BackupStats:
+    """Counters of one backup; ``progress`` callbacks receive it while it runs."""
+
+    files: int = 0
+    files_read: int = 0
+    files_unchanged: int = 0
+    dirs: int = 0
+    bytes_total: int = 0
+    bytes_read: int = 0
+    chunks_new: int = 0
+    bytes_new: int = 0
+    bytes_stored: int = 0
+    duration: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Bytes in the snapshot per byte newly stored (higher is better)."""
+        return (
+            self.bytes_total / self.bytes_stored
+            if self.bytes_stored
+            else float(self.bytes_total > 0) or 1.0
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        doc = asdict(self)
+        doc["dedup_ratio"] = round(self.dedup_ratio, 3)
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    snapshot: Snapshot
+    stats: BackupStats
+
+
+Progress = Callable[[BackupStats], None]
+
+
+class _Session:
+    """State shared by the worker threads of one backup."""
+
+    def __init__(self, repo: Repository, stats: BackupStats) -> None:
+        self.repo = repo
+        self.stats = stats
+        self.chunker = Chunker(repo.key.chunker_seed)
+        self.writer = PackWriter(repo)
+        self.lock = threading.Lock()
+        self.reserved: set[bytes] = set()
+
+    def store(self, kind: str, data: bytes | memoryview) -> str:
+        blob_id = self.repo.key.chunk_id(data)
+        with self.lock:
+            fresh = blob_id not in self.repo.index and blob_id not in self.reserved
+            if fresh:
+                self.reserved.add(blob_id)
+        if fresh:
+            sealed = self.repo.seal_blob(blob_id, data)
+            self.writer.add(kind, blob_id, sealed, len(data))
+            with self.lock:
+                self.stats.chunks_new += 1
+                self.stats.bytes_new += len(data)
+        return blob_id.hex()
+
+    def store_file(self, path: str, size: int) -> list[str]:
+        with open(path, "rb", buffering=0) as fh:
+            if size <= MIN_SIZE:
+                data = fh.read()
+                ids = [self.store("d", data)] if data else []
+                read = len(data)
+            else:
+                ids, read = [], 0
+                for chunk in self.chunker.cut_stream(fh):
+                    ids.append(self.store("d", chunk))
+                    read += len(chunk)
+        with self.lock:
+            self.stats.files_read += 1
+            self.stats.bytes_read += read
+        return ids
+
+
+def _walk(root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(real path, archive path, lstat) in a stable order, parents first."""
+    st = os.lstat(root)
+    yield root, arcroot, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return
+    for name in names:
+        real = os.path.join(root, name)
+        try:
+            yield from _walk(real, f"{arcroot}/{name}")
+        except FileNotFoundError:
+            continue  # vanished between listing and lstat: not part of this snapshot
+
+
+def _unchanged(entry: Entry, old: Entry, repo: Repository) -> bool:
+    if old.get("t") != "f":
+        return False
+    if any(old.get(k) != entry.get(k) for k in ("s", "mt", "ct", "i")):
+        return False
+    return all(bytes.fromhex(c) in repo.index for c in old.get("c", []))
+
+
+def arc_path(path: str) -> str:
+    return os.path.abspath(path).lstrip("/") or "."
+
+
+def backup(
+    repo: Repository,
+    paths: list[str],
+    *,
+    tags: list[str] | tuple[str, ...] = (),
+    full: bool = False,
+    extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    threads: int = 4,
+    progress: Progress | None = None,
+    host: str | None = None,
+) -> BackupResult:
+    """Back up ``paths`` (and ``extra`` (archive path, real path) files, e.g. database dumps)."""
+    for path in paths:
+        if not os.path.lexists(path):
+            raise SourceError("does not exist (check the path)", source=path)
+    started = time.monotonic()
+    stats = BackupStats()
+    host = host or socket.gethostname()
+    all_paths = [os.path.abspath(p) for p in paths] + [a for a, _ in extra]
+    with RepoLock(repo, "shared") as lock:
+        index_orphan_packs(repo)  # what an interrupted run stored is reused, not uploaded again
+        index_files_at_start = set(repo.index_files)
+        parent = None if full else _find_parent(repo, host, all_paths)
+        old = {} if parent is None else {e["p"]: e for e in parent.entries(repo)}
+        session = _Session(repo, stats)
+        entries = _collect(session, paths, extra, old, threads, progress)
+        tree = [session.store("t", chunk) for chunk in session.chunker.cut(encode_tree(entries))]
+        session.writer.finish()
+        stats.bytes_stored = session.writer.bytes_written
+        lock.ensure_fresh()
+        _revalidate(repo, index_files_at_start, entries, tree)
+        stats.duration = time.monotonic() - started
+        doc = {
+            "time": now_utc().isoformat(),
+            "host": host,
+            "user": getpass.getuser(),
+            "paths": all_paths,
+            "tags": list(tags),
+            "tree": tree,
+            "parent": parent.id if parent else None,
+            "stats": stats.as_dict(),
+        }
+        snap_id = save_snapshot(repo, doc)
+    log.info("snapshot %s saved: %s files, %s new bytes", snap_id[:8], stats.files, stats.bytes_new)
+    return BackupResult(Snapshot.from_dict(snap_id, doc), stats)
+
+
+def _find_parent(repo: Repository, host: str, paths: list[str]) -> Snapshot | None:
+    same = [s for s in list_snapshots(repo) if s.host == host and sorted(s.paths) == sorted(paths)]
+    return same[-1] if same else None
+
+
+class _Collector:
+    """Walks the sources in order, deciding per entry: reuse from the parent, or read."""
+
+    def __init__(
+        self, session: _Session, old: dict[str, Entry], pool: ThreadPoolExecutor, threads: int
+    ) -> None:
+        self.session = session
+        self.stats = session.stats
+        self.old = old
+        self.pool = pool
+        self.entries: list[Entry] = []
+        self.pending: list[tuple[Entry, Future[list[str]]]] = []
+        self.links: dict[tuple[int, int], str] = {}
+        self.slots = threading.Semaphore(threads * 8)  # bounds how far the walk runs ahead
+
+    def _read(self, real: str, size: int) -> list[str]:
+        try:
+            return self.session.store_file(real, size)
+        finally:
+            self.slots.release()
+
+    def visit(self, real: str, arc: str, st: os.stat_result) -> None:
+        entry = entry_from_stat(arc, st)
+        kind = entry["t"]
+        if kind == "d":
+            self.stats.dirs += 1
+        elif kind == "l":
+            entry["l"] = os.readlink(real)
+        elif kind == "f":
+            entry = self._file(real, entry, st)
+        elif not stat.S_ISFIFO(st.st_mode):
+            return  # sockets and devices are not backed up
+        self.entries.append(entry)
+
+    def _file(self, real: str, entry: Entry, st: os.stat_result) -> Entry:
+        self.stats.files += 1
+        self.stats.bytes_total += st.st_size
+        if st.st_nlink > 1:
+            first = self.links.setdefault((st.st_dev, st.st_ino), entry["p"])
+            if first != entry["p"]:
+                entry = {**entry, "t": "h", "l": first}
+                entry.pop("s", None)
+                return entry
+        prev = self.old.get(entry["p"])
+        if prev is not None and _unchanged(entry, prev, self.session.repo):
+            entry["c"] = prev["c"]
+            self.stats.files_unchanged += 1
+        else:
+            self.slots.acquire()
+            self.pending.append((entry, self.pool.submit(self._read, real, st.st_size)))
+        return entry
+
+    def finish(self) -> list[Entry]:
+        for entry, future in self.pending:
+            try:
+                entry["c"] = future.result()
+            except (FileNotFoundError, NotADirectoryError):
+                entry["t"] = "gone"
+                self.stats.warnings.append(
+                    f"{entry['p']}: vanished during backup (not in this snapshot)"
+                )
+            except PermissionError:
+                entry["t"] = "gone"
+                self.stats.warnings.append(
+                    f"{entry['p']}: permission denied (not in this snapshot)"
+                )
+        return [e for e in self.entries if e["t"] != "gone"]
+
+
+def _collect(
+    session: _Session,
+    paths: list[str],
+    extra: list[tuple[str, str]],
+    old: dict[str, Entry],
+    threads: int,
+    progress: Progress | None,
+) -> list[Entry]:
+    last_report = 0.0
+    sources = [(p, arc_path(p)) for p in paths] + [(real, arc) for arc, real in extra]
+    with ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool:
+        collector = _Collector(session, old, pool, threads)
+        for root, arcroot in sources:
+            for real, arc, st in _walk(root, arcroot):
+                collector.visit(real, arc, st)
+                if progress and time.monotonic() - last_report > 0.25:
+                    last_report = time.monotonic()
+                    progress(session.stats)
+        entries = collector.finish()
+    if progress:
+        progress(session.stats)
+    return entries
+
+
+def _revalidate(
+    repo: Repository, at_start: set[str], entries: list[Entry], tree: list[str]
+) -> None:
+    """Before committing: if a prune rewrote the index meanwhile, every chunk must still exist."""
+    current = {info.name for info in repo.backend.list("index")}
+    if at_start <= current:
+        return
+    repo.load_index()
+    needed = {c for e in entries for c in e.get("c", ())} | set(tree)
+    missing = [c for c in needed if bytes.fromhex(c) not in repo.index]
+    if missing:
+        raise MissingDataError(
+            f"a concurrent prune removed {len(missing)} chunk(s) this backup reuses; run the backup "
+            "again (data already stored is reused)",
+            location=repo.location,
+        )

@@ -1,0 +1,222 @@
+"""Where a repository's files live: a small protocol and the local-directory backend.
+
+A backend stores whole named objects (``config``, ``keys/<id>``, ``data/ab/<id>``, ``index/<id>``,
+``snapshots/<id>``, ``locks/<id>``). Every ``write`` is atomic: the object appears whole or not at
+all (temporary name, fsync, rename, fsync of the directory), so a crash or a full disk never leaves a
+half object under a real name. ``AppendOnly`` wraps any backend and refuses deletes and overwrites
+(except of lock files, which must be removable for the repository to stay usable).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from gyroscope.backup._errors import (
+    AppendOnlyError,
+    BackendError,
+    MissingDataError,
+    StorageFullError,
+)
+
+__all__ = ["AppendOnly", "Backend", "LocalBackend", "ObjectInfo", "open_backend"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its name relative to the repository root, size and modification time."""
+
+    name: str
+    size: int
+    mtime: float
+
+
+class Backend(Protocol):
+    """The few atomic operations a repository needs from its storage."""
+
+    location: str
+
+    def write(self, name: str, data: bytes) -> None: ...
+    def read(self, name: str) -> bytes: ...
+    def read_range(self, name: str, offset: int, length: int) -> bytes: ...
+    def exists(self, name: str) -> bool: ...
+    def list(self, prefix: str) -> list[ObjectInfo]: ...
+    def delete(self, name: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def map_os_error(exc: OSError, location: str, name: str) -> Exception:
+    """Turn an ``OSError`` into the backup error a user can act on."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(
+            f"no space left while writing {name}; free space and rerun "
+            "(committed snapshots are intact)",
+            location=location,
+        )
+    if isinstance(exc, FileNotFoundError):
+        return MissingDataError(f"{name} is missing", location=location)
+    return BackendError(f"{name}: {exc.strerror or exc}", location=location)
+
+
+class LocalBackend:
+    """A repository in a local directory.
+
+    >>> import tempfile
+    >>> b = LocalBackend(Path(tempfile.mkdtemp()))
+    >>> b.write("keys/a", b"x"); b.read("keys/a")
+    b'x'
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.location = str(root)
+        self._dirs: set[Path] = set()
+        self._dirs_lock = threading.Lock()
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._dirs:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._dirs_lock:
+            self._dirs.add(directory)
+
+    def write(self, name: str, data: bytes) -> None:
+        path = self._path(name)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
+        try:
+            self._ensure_dir(path.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise map_os_error(exc, self.location, name) from exc
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self._path(name).read_bytes()
+        except OSError as exc:
+            raise map_os_error(exc, self.location, name) from exc
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY)
+        except OSError as exc:
+            raise map_os_error(exc, self.location, name) from exc
+        try:
+            data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise MissingDataError(
+                f"{name} is truncated (wanted {length} bytes at {offset})", location=self.location
+            )
+        return data
+
+    def exists(self, name: str) -> bool:
+        return self._path(name).exists()
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return list(self._walk(base))
+
+    def _walk(self, directory: Path) -> Iterator[ObjectInfo]:
+        for entry in os.scandir(directory):
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                st = entry.stat(follow_symlinks=False)
+                rel = os.path.relpath(entry.path, self.root)
+                yield ObjectInfo(rel, st.st_size, st.st_mtime)
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise map_os_error(exc, self.location, name) from exc
+
+    def close(self) -> None:
+        return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AppendOnly:
+    """Wraps a backend so that nothing already stored can be deleted or replaced.
+
+    Ransomware (or a mistaken prune) running with the backup's own credentials can then add
+    snapshots but not destroy old ones. Lock files stay removable.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.location = inner.location
+
+    def write(self, name: str, data: bytes) -> None:
+        if not name.startswith("locks/") and self.inner.exists(name):
+            raise AppendOnlyError(
+                f"refusing to overwrite {name}: the repository is append-only",
+                location=self.location,
+            )
+        self.inner.write(name, data)
+
+    def read(self, name: str) -> bytes:
+        return self.inner.read(name)
+
+    def read_range(self, name: str, offset: int, length: int) -> bytes:
+        return self.inner.read_range(name, offset, length)
+
+    def exists(self, name: str) -> bool:
+        return self.inner.exists(name)
+
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, name: str) -> None:
+        if not name.startswith("locks/"):
+            raise AppendOnlyError(
+                f"refusing to delete {name}: the repository is append-only "
+                "(run forget/prune with a client that has full access)",
+                location=self.location,
+            )
+        self.inner.delete(name)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def open_backend(location: str) -> Backend:
+    """``/path`` or ``file:///path`` -> local; ``sftp://user@host:port/path`` -> SFTP."""
+    if location.startswith("sftp://"):
+        from gyroscope.backup._sftp import SftpBackend
+
+        return SftpBackend.from_url(location)
+    return LocalBackend(Path(location.removeprefix("file://")).expanduser())

@@ -1,0 +1,634 @@
+"""``gyro backup``: repositories, snapshots, restores, checks, retention and drills."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gyroscope.errors import GyroscopeError
+
+PASSWORD_ENV = "GYRO_BACKUP_PASSWORD"  # noqa: S105 - the name of the variable, not a password
+
+
+class _Group(click.Group):
+    """Turns a ``GyroscopeError`` into one line even when the group runs outside ``gyro``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from gyroscope.cli._main import CliError
+
+        try:
+            return super().invoke(ctx)
+        except GyroscopeError as exc:
+            raise CliError(exc) from None
+
+
+@click.group(cls=_Group)
+def backup() -> None:
+    """Deduplicated, compressed, encrypted backups with verified restores.
+
+    The password comes from $GYRO_BACKUP_PASSWORD or --password-file (never from the command line
+    and never shown), or the repository is opened with --key-file.
+
+    \b
+    Example:
+      export GYRO_BACKUP_PASSWORD=...
+      gyro backup init /srv/backups/repo
+      gyro backup create /srv/backups/repo /var/lib/models --tag nightly
+      gyro backup restore /srv/backups/repo latest --target /tmp/restore
+    """
+
+
+def secret_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--password-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Read the password from this file (first line).",
+    )(func)
+    return click.option(
+        "--key-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Open the repository with this key file instead of a password.",
+    )(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines)."
+    )(func)
+
+
+def _secret(password_file: Path | None, key_file: Path | None) -> Any:
+    from gyroscope.backup import BackupError, Secret
+
+    if key_file is not None:
+        if not key_file.exists():
+            raise BackupError(f"{key_file}: key file not found")
+        return Secret(key_file=key_file)
+    if password_file is not None:
+        try:
+            password = (
+                password_file.read_text().splitlines()[0] if password_file.stat().st_size else ""
+            )
+        except OSError as exc:
+            raise BackupError(
+                f"{password_file}: cannot read password file: {exc.strerror}"
+            ) from None
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if not password:
+        raise BackupError(
+            f"no password: set ${PASSWORD_ENV}, or pass --password-file or --key-file"
+        )
+    return Secret(password=password.encode())
+
+
+def _open(
+    repo: str, password_file: Path | None, key_file: Path | None, append_only: bool = False
+) -> Any:
+    from gyroscope.backup import Repository
+
+    return Repository.open(repo, _secret(password_file, key_file), append_only=append_only)
+
+
+def _emit(as_json: bool, doc: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(doc, default=str) if as_json else text)
+
+
+@contextmanager
+def _progress(
+    as_json: bool, label: str, total: int | None = None
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A callback that prints JSON progress lines, or drives a rich bar on a terminal."""
+    if as_json:
+        yield lambda doc: click.echo(json.dumps({"type": "progress", **doc}))
+        return
+    if not sys.stderr.isatty():
+        yield lambda doc: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(doc: dict[str, Any]) -> None:
+            bar.update(
+                task, completed=doc.get("done", 0), description=f"{label} {doc.get('what', '')}"
+            )
+
+        yield update
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+@click.option(
+    "--append-only", is_flag=True, help="Refuse every delete and overwrite (ransomware protection)."
+)
+@click.option("--kdf-memory", default=65536, show_default=True, help="Argon2id memory in KiB.")
+@click.option("--kdf-time", default=3, show_default=True, help="Argon2id passes.")
+def init(
+    repo: str,
+    password_file: Path | None,
+    key_file: Path | None,
+    append_only: bool,
+    kdf_memory: int,
+    kdf_time: int,
+) -> None:
+    """Create a repository at REPO (a directory, or sftp://user@host:port/path).
+
+    With --key-file, a missing key file is created (32 random bytes, mode 0600): keep a copy
+    somewhere safe; without it the backups cannot be read.
+
+    \b
+    Example:
+      GYRO_BACKUP_PASSWORD=... gyro backup init /srv/backups/repo
+      gyro backup init sftp://backup@127.0.0.1:2222/srv/repo --key-file ~/.gyro-backup.key
+    """
+    from gyroscope.backup import KdfParams, Repository
+
+    if key_file is not None and not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(os.urandom(32).hex().encode() + b"\n")
+    secret = _secret(password_file, key_file)
+    created = Repository.init(
+        repo, secret, append_only=append_only, kdf=KdfParams(time=kdf_time, memory_kib=kdf_memory)
+    )
+    click.echo(
+        f"created repository {created.id[:8]} at {repo}" + (" (append-only)" if append_only else "")
+    )
+
+
+def _sources(
+    sqlite: tuple[str, ...], postgres: tuple[str, ...], redis: tuple[str, ...]
+) -> list[Any]:
+    from gyroscope.backup._sources import PostgresSource, RedisSource, SqliteSource
+
+    found: list[Any] = [SqliteSource.parse(s) for s in sqlite]
+    found += [PostgresSource.parse(s) for s in postgres]
+    return found + [RedisSource.parse(s) for s in redis]
+
+
+@backup.command()
+@click.argument("repo")
+@click.argument("paths", nargs=-1)
+@secret_options
+@click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
+@click.option(
+    "--full", is_flag=True, help="Read every file (ignore the files cache of the parent snapshot)."
+)
+@click.option(
+    "--sqlite",
+    multiple=True,
+    help="NAME=PATH: an SQLite database, copied with the online backup API.",
+)
+@click.option(
+    "--postgres", multiple=True, help="NAME=DSN: a PostgreSQL database, dumped with pg_dump -Fc."
+)
+@click.option("--redis", multiple=True, help="NAME=URL: a Redis server's RDB (BGSAVE snapshot).")
+@click.option("--threads", default=4, show_default=True, help="Reader threads.")
+@json_option
+def create(
+    repo: str,
+    paths: tuple[str, ...],
+    password_file: Path | None,
+    key_file: Path | None,
+    tags: tuple[str, ...],
+    full: bool,
+    sqlite: tuple[str, ...],
+    postgres: tuple[str, ...],
+    redis: tuple[str, ...],
+    threads: int,
+    as_json: bool,
+) -> None:
+    """Back up PATHS (and databases) into REPO as one new snapshot.
+
+    Unchanged files are taken from the previous snapshot of the same paths without being read.
+    Exit code 3: the snapshot was saved but some files vanished or were unreadable (listed).
+
+    \b
+    Example:
+      gyro backup create /srv/backups/repo /etc /var/lib/models --tag nightly
+      gyro backup create /srv/backups/repo --sqlite app=/var/lib/app.db --postgres main=postgresql:///main
+    """
+    from gyroscope.backup import backup as run_backup
+    from gyroscope.backup._sources import dump_sources
+
+    repository = _open(repo, password_file, key_file)
+    with (
+        dump_sources(_sources(sqlite, postgres, redis)) as extra,
+        _progress(as_json, "backing up") as report,
+    ):
+        if not paths and not extra:
+            raise click.UsageError("give at least one path or database source")
+        result = run_backup(
+            repository,
+            list(paths),
+            tags=list(tags),
+            full=full,
+            extra=extra,
+            threads=threads,
+            progress=lambda s: report(
+                {
+                    "what": f"{s.files} files",
+                    "files": s.files,
+                    "bytes_read": s.bytes_read,
+                    "done": s.bytes_read,
+                }
+            ),
+        )
+    stats = result.stats
+    for warning in stats.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    _emit(
+        as_json,
+        {"type": "summary", "snapshot": result.snapshot.id, **stats.as_dict()},
+        f"snapshot {result.snapshot.short_id} saved: {stats.files} files "
+        f"({stats.files_unchanged} unchanged), {stats.bytes_total / 1e6:.1f} MB, "
+        f"{stats.bytes_stored / 1e6:.1f} MB added, {stats.duration:.1f} s",
+    )
+    if stats.warnings:
+        sys.exit(3)
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+@json_option
+def snapshots(repo: str, password_file: Path | None, key_file: Path | None, as_json: bool) -> None:
+    """List the snapshots in REPO, oldest first.
+
+    \b
+    Example:
+      gyro backup snapshots /srv/backups/repo --json | jq -r .id
+    """
+    from gyroscope.backup import list_snapshots
+
+    for snap in list_snapshots(_open(repo, password_file, key_file)):
+        text = (
+            f"{snap.short_id}  {snap.time:%Y-%m-%d %H:%M:%S}  {snap.host}  {','.join(snap.tags) or '-'}  "
+            + " ".join(snap.paths)
+        )
+        doc = snap.as_dict()
+        doc.pop("tree")
+        _emit(as_json, doc, text)
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected an ISO time like 2026-01-31T12:00, got {value!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@backup.command()
+@click.argument("repo")
+@click.argument("snapshot", default="latest")
+@secret_options
+@click.option(
+    "--target",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to restore into (use / to restore in place).",
+)
+@click.option(
+    "--include", multiple=True, help="Restore only this path (repeatable), e.g. /etc/hosts."
+)
+@click.option("--before", help="Point in time: the last snapshot taken at or before this ISO time.")
+@click.option(
+    "--verify", is_flag=True, help="Re-read every restored file and compare it with the snapshot."
+)
+@click.option("--threads", default=8, show_default=True, help="Restore threads.")
+@json_option
+def restore(
+    repo: str,
+    snapshot: str,
+    password_file: Path | None,
+    key_file: Path | None,
+    target: Path,
+    include: tuple[str, ...],
+    before: str | None,
+    verify: bool,
+    threads: int,
+    as_json: bool,
+) -> None:
+    """Restore SNAPSHOT (an id, id prefix or 'latest') from REPO under --target.
+
+    Every chunk is authenticated and its hash re-checked. Files already identical are left alone,
+    others are written to a temporary name and renamed into place.
+
+    \b
+    Example:
+      gyro backup restore /srv/backups/repo latest --target /tmp/r --include /etc/hosts
+      gyro backup restore /srv/backups/repo latest --before 2026-11-01T00:00 --target /tmp/r
+      gyro backup restore /srv/backups/repo 1a2b3c4d --target / --verify   # in place
+    """
+    from gyroscope.backup import find_snapshot
+    from gyroscope.backup import restore as run_restore
+
+    repository = _open(repo, password_file, key_file)
+    snap = find_snapshot(repository, snapshot, before=_when(before))
+    with _progress(as_json, "restoring") as report:
+        stats = run_restore(
+            repository,
+            snap,
+            target,
+            include=list(include),
+            threads=threads,
+            verify=verify,
+            progress=lambda s: report(
+                {"what": f"{s.files} files", "files": s.files, "bytes": s.bytes, "done": s.bytes}
+            ),
+        )
+    for error in stats.errors:
+        click.echo(f"error: {error}", err=True)
+    _emit(
+        as_json,
+        {
+            "type": "summary",
+            "snapshot": snap.id,
+            "files": stats.files,
+            "bytes": stats.bytes,
+            "unchanged": stats.files_skipped,
+            "errors": stats.errors,
+        },
+        f"restored snapshot {snap.short_id}: {stats.files} files, {stats.bytes / 1e6:.1f} MB "
+        f"({stats.files_skipped} already identical) to {target}",
+    )
+    if stats.errors:
+        raise GyroscopeError(
+            f"{len(stats.errors)} file(s) could not be restored (listed above); the rest were"
+        )
+
+
+@backup.command()
+@click.argument("repo")
+@click.argument("snapshot")
+@click.argument("path")
+@secret_options
+def dump(
+    repo: str, snapshot: str, path: str, password_file: Path | None, key_file: Path | None
+) -> None:
+    """Write one file of SNAPSHOT to stdout.
+
+    \b
+    Example:
+      gyro backup dump /srv/backups/repo latest /etc/hosts > hosts
+    """
+    from gyroscope.backup import dump as run_dump
+    from gyroscope.backup import find_snapshot
+
+    repository = _open(repo, password_file, key_file)
+    run_dump(repository, find_snapshot(repository, snapshot), path, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+def _percent(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        fraction = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+    except ValueError:
+        raise click.BadParameter(f"expected a percentage like 5%, got {value!r}") from None
+    if not 0 < fraction <= 1:
+        raise click.BadParameter(f"expected a percentage in (0, 100%], got {value!r}")
+    return fraction
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+@click.option("--read-data", is_flag=True, help="Read and verify every byte of every pack.")
+@click.option("--read-data-subset", help="Read this share of the packs, chosen at random, e.g. 5%.")
+@json_option
+def check(
+    repo: str,
+    password_file: Path | None,
+    key_file: Path | None,
+    read_data: bool,
+    read_data_subset: str | None,
+    as_json: bool,
+) -> None:
+    """Check REPO's structure, and with --read-data its contents. Exit 1 when anything is wrong.
+
+    \b
+    Example:
+      gyro backup check /srv/backups/repo --read-data-subset 5%
+    """
+    from gyroscope.backup import check as run_check
+
+    report = run_check(
+        _open(repo, password_file, key_file), read_data=read_data, subset=_percent(read_data_subset)
+    )
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    _emit(
+        as_json,
+        {
+            "type": "summary",
+            "ok": report.ok,
+            "snapshots": report.snapshots,
+            "packs": report.packs,
+            "packs_read": report.packs_read,
+            "errors": report.errors,
+            "warnings": report.warnings,
+        },
+        f"{'no errors' if report.ok else f'{len(report.errors)} errors'}: {report.snapshots} snapshots, "
+        f"{report.packs} packs, {report.packs_read} packs read",
+    )
+    if not report.ok:
+        sys.exit(1)
+
+
+def _policy(keep: dict[str, int], within: str | None, tags: tuple[str, ...]) -> Any:
+    from gyroscope.backup import RetentionPolicy
+
+    return RetentionPolicy(**keep, within=_duration(within), tags=frozenset(tags))
+
+
+def _duration(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    units = {"h": 3600, "d": 86400, "w": 604800, "m": 2592000, "y": 31536000}
+    try:
+        return timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    except (KeyError, ValueError):
+        raise click.BadParameter(
+            f"expected a duration like 36h, 7d, 4w, 6m or 1y, got {value!r}"
+        ) from None
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+@click.option("--keep-last", default=0, help="Keep the N newest snapshots.")
+@click.option(
+    "--keep-hourly", default=0, help="Keep the newest snapshot of each of the last N hours."
+)
+@click.option("--keep-daily", default=0, help="... of each of the last N days.")
+@click.option("--keep-weekly", default=0, help="... of each of the last N ISO weeks.")
+@click.option("--keep-monthly", default=0, help="... of each of the last N months.")
+@click.option("--keep-yearly", default=0, help="... of each of the last N years.")
+@click.option(
+    "--keep-within",
+    help="Keep everything within this of the newest snapshot (36h, 7d, 2w, 6m, 1y).",
+)
+@click.option("--keep-tag", multiple=True, help="Keep snapshots with this tag.")
+@click.option("--prune", "then_prune", is_flag=True, help="Prune right after forgetting.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@json_option
+def forget(
+    repo: str,
+    password_file: Path | None,
+    key_file: Path | None,
+    keep_last: int,
+    keep_hourly: int,
+    keep_daily: int,
+    keep_weekly: int,
+    keep_monthly: int,
+    keep_yearly: int,
+    keep_within: str | None,
+    keep_tag: tuple[str, ...],
+    then_prune: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Remove snapshots the policy does not keep (per host and set of paths).
+
+    \b
+    Example:
+      gyro backup forget /srv/backups/repo --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --prune
+    """
+    from gyroscope.backup import forget as run_forget
+    from gyroscope.backup import prune as run_prune
+
+    repository = _open(repo, password_file, key_file)
+    keep = {
+        "last": keep_last,
+        "hourly": keep_hourly,
+        "daily": keep_daily,
+        "weekly": keep_weekly,
+        "monthly": keep_monthly,
+        "yearly": keep_yearly,
+    }
+    kept, removed, reasons = run_forget(
+        repository, _policy(keep, keep_within, keep_tag), dry_run=dry_run
+    )
+    for snap in kept:
+        _emit(
+            as_json,
+            {"type": "keep", "id": snap.id, "reasons": reasons[snap.id]},
+            f"keep    {snap.short_id}  {snap.time:%Y-%m-%d %H:%M}  {','.join(reasons[snap.id])}",
+        )
+    for snap in removed:
+        _emit(
+            as_json,
+            {"type": "remove", "id": snap.id, "dry_run": dry_run},
+            f"{'would remove' if dry_run else 'remove'}  {snap.short_id}  {snap.time:%Y-%m-%d %H:%M}",
+        )
+    if then_prune and not dry_run:
+        _print_prune(run_prune(repository), as_json)
+
+
+def _print_prune(stats: Any, as_json: bool) -> None:
+    _emit(
+        as_json,
+        {
+            "type": "prune",
+            "packs_deleted": stats.packs_deleted,
+            "packs_rewritten": stats.packs_rewritten,
+            "bytes_freed": stats.bytes_freed,
+            "deferred": stats.deferred,
+        },
+        f"prune: {stats.packs_deleted} packs deleted, {stats.packs_rewritten} rewritten, "
+        f"{stats.bytes_freed / 1e6:.1f} MB freed"
+        + (" (deferred: a backup was running)" if stats.deferred else ""),
+    )
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+@click.option(
+    "--min-pack-age",
+    default=3600.0,
+    show_default=True,
+    help="Never touch packs younger than this many seconds (running backups may need them).",
+)
+@json_option
+def prune(
+    repo: str, password_file: Path | None, key_file: Path | None, min_pack_age: float, as_json: bool
+) -> None:
+    """Delete data no snapshot uses. Refused while backups run; refused on append-only repositories.
+
+    \b
+    Example:
+      gyro backup prune /srv/backups/repo
+    """
+    from gyroscope.backup import prune as run_prune
+
+    _print_prune(
+        run_prune(_open(repo, password_file, key_file), min_pack_age=min_pack_age), as_json
+    )
+
+
+@backup.command()
+@click.argument("repo")
+@click.argument("snapshot", default="latest")
+@secret_options
+@json_option
+def drill(
+    repo: str, snapshot: str, password_file: Path | None, key_file: Path | None, as_json: bool
+) -> None:
+    """Restore drill: restore SNAPSHOT into a temporary directory, compare, clean up.
+
+    \b
+    Example:
+      gyro backup drill /srv/backups/repo latest
+    """
+    from gyroscope.backup._drill import restore_drill
+
+    started = time.monotonic()
+    result = restore_drill(_open(repo, password_file, key_file), snapshot)
+    _emit(
+        as_json,
+        {"type": "summary", **result.as_dict()},
+        f"drill of snapshot {result.snapshot[:8]}: {result.files} files, {result.bytes / 1e6:.1f} MB "
+        f"restored and compared in {time.monotonic() - started:.1f} s: "
+        + ("ok" if result.ok else f"{len(result.problems)} problems"),
+    )
+    for problem in result.problems:
+        click.echo(f"error: {problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+
+
+@backup.command()
+@click.argument("repo")
+@secret_options
+def unlock(repo: str, password_file: Path | None, key_file: Path | None) -> None:
+    """Remove locks whose holders stopped refreshing them (crashed processes).
+
+    \b
+    Example:
+      gyro backup unlock /srv/backups/repo
+    """
+    from gyroscope.backup import remove_stale_locks
+
+    click.echo(f"removed {remove_stale_locks(_open(repo, password_file, key_file))} stale lock(s)")
