@@ -1,0 +1,297 @@
+"""The HTTP API: Prometheus's query API (so Grafana can use gyroscope as a Prometheus data source),
+Alertmanager's v2 alerts and silences API, and gyroscope's own objects (targets, rules, history,
+acknowledgements, pending notifications, pushed samples)."""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gyroscope.core import Request, Response
+from gyroscope.monitor._dispatch import AmAlert
+from gyroscope.errors import MonitorError
+from gyroscope.monitor._errors import PromQLError, ScrapeError
+from gyroscope.monitor._exposition import parse_text
+from gyroscope.monitor._promql import selector_matchers
+from gyroscope.monitor._silences import Silence, matcher_from_api, parse_time
+
+if TYPE_CHECKING:
+    from gyroscope.monitor._service import MonitorService
+
+__all__ = ["MonitorApi", "format_value"]
+
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus prints it in JSON (``1``, ``0.5``, ``NaN``, ``+Inf``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return np.format_float_positional(value, trim="-") if 1e-4 <= abs(value) < 1e15 else repr(value)
+
+
+def _ok(data: Any) -> Response:
+    return Response.json({"status": "success", "data": data})
+
+
+def _bad(message: str, status: int = 400, kind: str = "bad_data") -> Response:
+    return Response.json({"status": "error", "errorType": kind, "error": message}, status=status)
+
+
+def _params(request: Request) -> dict[str, list[str]]:
+    params = request.query_params()
+    if request.method == "POST" and "form-urlencoded" in request.headers.get("content-type", ""):
+        from urllib.parse import parse_qs
+
+        for key, values in parse_qs(request.body.decode(), keep_blank_values=True).items():
+            params.setdefault(key, []).extend(values)
+    return params
+
+
+def _one(params: dict[str, list[str]], name: str, default: str | None = None) -> str:
+    values = params.get(name)
+    if values:
+        return values[0]
+    if default is None:
+        raise ValueError(f"missing parameter {name!r}")
+    return default
+
+
+def _metric(labels: Any) -> dict[str, str]:
+    return dict(labels)
+
+
+class MonitorApi:
+    """Routes requests to the service; every error is a JSON body with a status code."""
+
+    def __init__(self, service: MonitorService) -> None:
+        self.s = service
+
+    async def handle(self, request: Request) -> Response:
+        token = self.s.config.token
+        if token is not None and request.path not in ("/-/healthy", "/-/ready"):
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+                return _bad("missing or wrong bearer token", 401, "unauthorized")
+        try:
+            return await self._route(request)
+        except PromQLError as exc:
+            return _bad(str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            return _bad(f"bad request: {exc}")
+        except MonitorError as exc:
+            return _bad(str(exc), 422, "execution")
+
+    async def _route(self, request: Request) -> Response:  # noqa: PLR0911 - a router
+        path, method = request.path.rstrip("/") or "/", request.method
+        params = _params(request)
+        simple = {
+            "/-/healthy": lambda: Response.text("ok\n"),
+            "/-/ready": lambda: Response.text("ok\n"),
+            "/metrics": self.s.metrics_response,
+            "/api/v1/query": lambda: self._query(params),
+            "/api/v1/query_range": lambda: self._query_range(params),
+            "/api/v1/series": lambda: self._series(params),
+            "/api/v1/labels": lambda: _ok(
+                sorted({k for lb in self.s.db.all_labels() for k, _ in lb})
+            ),
+            "/api/v1/targets": lambda: _ok(
+                {"activeTargets": self.s.targets_view(), "droppedTargets": []}
+            ),
+            "/api/v1/rules": lambda: _ok({"groups": [g.as_dict() for g in self.s.evaluators]}),
+            "/api/v1/alerts": lambda: _ok({"alerts": self.s.rule_alerts()}),
+            "/api/v1/status/buildinfo": lambda: _ok(
+                {"version": "2.53.0", "application": "gyroscope"}
+            ),
+            "/api/v1/metadata": lambda: _ok({}),
+            "/api/v1/history": lambda: self._history(params),
+            "/api/v1/notifications": lambda: _ok(self.s.delivery_status()),
+            "/api/v1/probes": lambda: _ok(self.s.probe_view()),
+            "/api/v2/status": lambda: Response.json(
+                {"cluster": {"status": "disabled"}, "versionInfo": {"version": "gyroscope"}}
+            ),
+        }
+        if path in simple and (
+            method in ("GET", "HEAD")
+            or path.startswith("/api/v1/query")
+            or path == "/api/v1/series"
+        ):
+            result: Response = simple[path]()  # type: ignore[no-untyped-call]
+            return result
+        if path.startswith("/api/v1/label/") and path.endswith("/values"):
+            name = path.removeprefix("/api/v1/label/").removesuffix("/values")
+            return _ok(sorted({v for lb in self.s.db.all_labels() for k, v in lb if k == name}))
+        if path == "/api/v2/alerts":
+            return self._push_alerts(request) if method == "POST" else self._list_alerts(params)
+        if path == "/api/v2/silences":
+            return self._add_silence(request) if method == "POST" else self._silences()
+        if path.startswith("/api/v2/silence/"):
+            return self._silence(path.rsplit("/", 1)[1], method)
+        if path.startswith("/api/v1/alerts/") and path.endswith("/ack") and method == "POST":
+            return self._ack(path.split("/")[4], request)
+        if path == "/api/v1/push" and method == "POST":
+            return self._push_samples(request)
+        return _bad(f"no such endpoint: {method} {path}", 404, "not_found")
+
+    # -- Prometheus query API ----------------------------------------------------------------------
+    def _query(self, params: dict[str, list[str]]) -> Response:
+        query = _one(params, "query")
+        t = parse_time(_one(params, "time", str(time.time())))
+        value = self.s.engine.instant(query, t)
+        if isinstance(value, float):
+            return _ok({"resultType": "scalar", "result": [t, format_value(value)]})
+        if isinstance(value, str):
+            return _ok({"resultType": "string", "result": [t, value]})
+        if value and not isinstance(value[0], tuple):
+            result = [
+                {
+                    "metric": _metric(d.labels),
+                    "values": [
+                        [int(x) / 1000, format_value(float(y))]
+                        for x, y in zip(d.ts, d.values, strict=True)
+                    ],
+                }
+                for d in value
+            ]
+            return _ok({"resultType": "matrix", "result": result})
+        vector = [{"metric": _metric(lb), "value": [t, format_value(v)]} for lb, v in value]  # type: ignore[misc]
+        return _ok({"resultType": "vector", "result": vector})
+
+    def _query_range(self, params: dict[str, list[str]]) -> Response:
+        query = _one(params, "query")
+        start, end = parse_time(_one(params, "start")), parse_time(_one(params, "end"))
+        step_text = _one(params, "step")
+        from gyroscope.monitor._config import parse_duration
+
+        step = (
+            float(step_text)
+            if step_text.replace(".", "", 1).isdigit()
+            else parse_duration(step_text)
+        )
+        series = self.s.engine.range_query(query, start, end, step)
+        result = [
+            {"metric": _metric(lb), "values": [[t, format_value(v)] for t, v in pts]}
+            for lb, pts in series.items()
+        ]
+        return _ok({"resultType": "matrix", "result": result})
+
+    def _series(self, params: dict[str, list[str]]) -> Response:
+        selectors = params.get("match[]") or []
+        if not selectors:
+            raise ValueError("give at least one match[] selector")
+        seen: dict[Any, None] = {}
+        for text in selectors:
+            for matchers in selector_matchers(text):
+                for sid in self.s.db.series_ids(matchers):
+                    seen[self.s.db.labels_of(sid)] = None
+        return _ok([dict(lb) for lb in seen])
+
+    # -- alerts, silences, acknowledgements ------------------------------------------------------
+    def _push_alerts(self, request: Request) -> Response:
+        body = request.json()
+        if not isinstance(body, list):
+            raise ValueError("expected a JSON list of alerts (Alertmanager v2 format)")
+        now = time.time()
+        alerts = []
+        for item in body:
+            labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
+            if not labels:
+                raise ValueError("every alert needs labels")
+            starts = parse_time(item["startsAt"]) if item.get("startsAt") else now
+            ends = parse_time(item["endsAt"]) if item.get("endsAt") else None
+            alerts.append(
+                AmAlert(
+                    labels=labels,
+                    annotations={
+                        str(k): str(v) for k, v in (item.get("annotations") or {}).items()
+                    },
+                    starts_at=min(starts, now),
+                    ends_at=ends,
+                    generator_url=str(item.get("generatorURL") or ""),
+                )
+            )
+        self.s.receive_alerts(alerts)
+        return Response.json({"status": "success"})
+
+    def _list_alerts(self, params: dict[str, list[str]]) -> Response:
+        now = time.time()
+        views = [self.s.dispatcher.alert_view(a, now) for a in self.s.dispatcher.alerts.values()]
+        if _one(params, "active", "true") == "false":
+            return Response.json(views)
+        return Response.json([v for v in views if v["status"]["state"] != "resolved"])
+
+    def _silences(self) -> Response:
+        now = time.time()
+        return Response.json([s.as_dict(now) for s in self.s.dispatcher.silences.values()])
+
+    def _add_silence(self, request: Request) -> Response:
+        body = request.json()
+        recurring = body.get("recurring") or {}
+        silence = Silence.create(
+            [matcher_from_api(m) for m in body.get("matchers") or []],
+            starts_at=parse_time(str(body.get("startsAt") or time.time())),
+            ends_at=parse_time(str(body["endsAt"])),
+            created_by=str(body.get("createdBy", "")),
+            comment=str(body.get("comment", "")),
+            weekdays=recurring.get("weekdays", []),
+            start=recurring.get("start", "00:00"),
+            end=recurring.get("end", "24:00"),
+            id=body.get("id") or None,
+        )
+        self.s.add_silence(silence)
+        return Response.json({"silenceID": silence.id})
+
+    def _silence(self, silence_id: str, method: str) -> Response:
+        if method == "DELETE":
+            if not self.s.expire_silence(silence_id):
+                return _bad(f"no silence {silence_id}", 404, "not_found")
+            return Response.json({"status": "success"})
+        silence = self.s.dispatcher.silences.get(silence_id)
+        if silence is None:
+            return _bad(f"no silence {silence_id}", 404, "not_found")
+        return Response.json(silence.as_dict(time.time()))
+
+    def _ack(self, fp: str, request: Request) -> Response:
+        body = request.json() or {}
+        done = self.s.acknowledge(
+            [fp], by=str(body.get("by", "")), comment=str(body.get("comment", ""))
+        )
+        if not done:
+            return _bad(f"no firing alert with fingerprint {fp}", 404, "not_found")
+        return _ok({"acknowledged": done})
+
+    def _history(self, params: dict[str, list[str]]) -> Response:
+        return _ok(
+            self.s.history.query(
+                fingerprint=_one(params, "fingerprint", "") or None,
+                alertname=_one(params, "alertname", "") or None,
+                since=float(_one(params, "since", "0")),
+                limit=int(_one(params, "limit", "500")),
+            )
+        )
+
+    def _push_samples(self, request: Request) -> Response:
+        """Samples in the text format; lines with timestamps from a skewed clock are rejected."""
+        job = request.query_params().get("job", ["push"])[0]
+        try:
+            samples = parse_text(
+                request.body.decode("utf-8", "replace"), extra=(("job", job),), target="push"
+            )
+        except ScrapeError as exc:
+            return _bad(str(exc))
+        accepted, rejected = self.s.push_samples(samples)
+        status = 200 if not rejected else 422
+        return Response.json(
+            {
+                "status": "success" if not rejected else "partial",
+                "accepted": accepted,
+                "rejected": rejected,
+            },
+            status=status,
+        )

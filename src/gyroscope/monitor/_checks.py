@@ -1,0 +1,250 @@
+"""Checks that produce samples: HTTP/TCP/DNS probes, host and process metrics, GPUs, databases.
+
+Every check returns ``[(labels, value), ...]`` and never raises for a failing target: failure is a
+sample (``probe_success 0``, ``db_up 0``), so alert rules can see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import time
+from typing import Any
+
+import httpx
+import psutil
+
+from gyroscope.monitor._config import DatabaseCheck, HostConfig, ProbeConfig
+from gyroscope.monitor._exposition import Labels
+
+__all__ = ["database_samples", "gpu_samples", "gpu_status", "host_samples", "probe"]
+
+Samples = list[tuple[Labels, float]]
+
+
+def _labels(name: str, **labels: str) -> Labels:
+    return tuple(sorted({"__name__": name, **labels}.items()))
+
+
+def _json_path(doc: Any, path: str) -> Any:
+    for part in path.strip(".").split("."):
+        if isinstance(doc, list) and part.isdigit():
+            doc = doc[int(part)] if int(part) < len(doc) else None
+        elif isinstance(doc, dict):
+            doc = doc.get(part)
+        else:
+            return None
+    return doc
+
+
+async def _http(cfg: ProbeConfig, client: httpx.AsyncClient, base: dict[str, str]) -> Samples:
+    out: Samples = []
+    ok = True
+    try:
+        response = await client.request(cfg.method, cfg.target, timeout=cfg.timeout)
+        out.append((_labels("probe_http_status_code", **base), float(response.status_code)))
+        ok = response.status_code in cfg.expect_status
+        if ok and cfg.body_regex is not None:
+            ok = re.search(cfg.body_regex, response.text) is not None
+        if ok and cfg.json_path is not None:
+            try:
+                found = _json_path(response.json(), cfg.json_path)
+            except json.JSONDecodeError:
+                found = None
+            ok = found is not None if cfg.json_value is None else found == cfg.json_value
+        expiry = _tls_expiry(response)
+        if expiry is not None:
+            out.append((_labels("probe_ssl_earliest_cert_expiry", **base), expiry))
+    except (httpx.HTTPError, OSError, ssl.SSLError):
+        ok = False
+    out.append((_labels("probe_success", **base), 1.0 if ok else 0.0))
+    return out
+
+
+def _tls_expiry(response: httpx.Response) -> float | None:
+    stream = response.extensions.get("network_stream")
+    sslobj = stream.get_extra_info("ssl_object") if stream is not None else None
+    cert = sslobj.getpeercert() if sslobj is not None else None
+    if not cert or "notAfter" not in cert:
+        return None
+    return float(ssl.cert_time_to_seconds(cert["notAfter"]))
+
+
+async def _tcp(cfg: ProbeConfig) -> bool:
+    host, _, port = cfg.target.rpartition(":")
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host.strip("[]"), int(port)), cfg.timeout
+        )
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    return True
+
+
+async def _dns(cfg: ProbeConfig) -> bool:
+    loop = asyncio.get_running_loop()
+    try:
+        found = await asyncio.wait_for(loop.getaddrinfo(cfg.target, None), cfg.timeout)
+    except (OSError, TimeoutError):
+        return False
+    return bool(found)
+
+
+async def probe(cfg: ProbeConfig, client: httpx.AsyncClient) -> Samples:
+    """Run one probe; ``probe_success``, ``probe_duration_seconds`` and kind-specific samples."""
+    base = {"job": cfg.name, "instance": cfg.target, **cfg.labels}
+    started = time.perf_counter()
+    if cfg.kind == "http":
+        out = await _http(cfg, client, base)
+    else:
+        ok = await (_tcp(cfg) if cfg.kind == "tcp" else _dns(cfg))
+        out = [(_labels("probe_success", **base), 1.0 if ok else 0.0)]
+    out.append((_labels("probe_duration_seconds", **base), time.perf_counter() - started))
+    return out
+
+
+def host_samples(cfg: HostConfig, instance: str = "localhost") -> Samples:
+    """CPU, memory, disk, network, load and the named processes, as node-exporter-like series."""
+    base = {"job": "host", "instance": instance}
+    out: Samples = [(_labels("node_cpu_percent", **base), psutil.cpu_percent(None))]
+    mem = psutil.virtual_memory()
+    out += [
+        (_labels("node_memory_total_bytes", **base), float(mem.total)),
+        (_labels("node_memory_available_bytes", **base), float(mem.available)),
+    ]
+    for i, value in enumerate(psutil.getloadavg()):
+        out.append((_labels(f"node_load{(1, 5, 15)[i]}", **base), value))
+    disk = psutil.disk_usage("/")
+    out += [
+        (_labels("node_filesystem_size_bytes", mountpoint="/", **base), float(disk.total)),
+        (_labels("node_filesystem_avail_bytes", mountpoint="/", **base), float(disk.free)),
+    ]
+    for nic, io in psutil.net_io_counters(pernic=True).items():
+        out.append(
+            (_labels("node_network_receive_bytes_total", device=nic, **base), float(io.bytes_recv))
+        )
+        out.append(
+            (_labels("node_network_transmit_bytes_total", device=nic, **base), float(io.bytes_sent))
+        )
+    if cfg.processes:
+        out += _process_samples(cfg.processes, base)
+    return out
+
+
+def _process_samples(names: list[str], base: dict[str, str]) -> Samples:
+    out: Samples = []
+    for proc in psutil.process_iter(["name", "cpu_times", "memory_info"]):
+        name = proc.info["name"] or ""
+        if name not in names or proc.info["memory_info"] is None:
+            continue
+        labels = {**base, "process": name, "pid": str(proc.pid)}
+        times = proc.info["cpu_times"]
+        out.append((_labels("process_cpu_seconds_total", **labels), times.user + times.system))
+        out.append(
+            (
+                _labels("process_resident_memory_bytes", **labels),
+                float(proc.info["memory_info"].rss),
+            )
+        )
+    return out
+
+
+def gpu_status() -> str:
+    """``"N GPU(s)"`` or why there are none (``no GPU: ...``); never raises."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return "no GPU: nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+        count = int(pynvml.nvmlDeviceGetCount())
+    except Exception as exc:
+        return f"no GPU: {exc}"
+    return f"{count} GPU(s)" if count else "no GPU: NVML found no devices"
+
+
+def gpu_samples(instance: str = "localhost") -> Samples:
+    """Utilisation, memory, temperature, power and ECC errors per GPU; [] when there is no GPU."""
+    if not gpu_status().endswith("GPU(s)"):
+        return []
+    import pynvml
+
+    out: Samples = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        base = {"job": "gpu", "instance": instance, "gpu": str(index)}
+        util = pynvml.nvmlDeviceGetUtilizationRates(handle)
+        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+        out += [
+            (_labels("gpu_utilization_percent", **base), float(util.gpu)),
+            (_labels("gpu_memory_used_bytes", **base), float(mem.used)),
+            (_labels("gpu_memory_total_bytes", **base), float(mem.total)),
+            (
+                _labels("gpu_temperature_celsius", **base),
+                float(pynvml.nvmlDeviceGetTemperature(handle, 0)),
+            ),
+            (_labels("gpu_power_watts", **base), pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
+        ]
+        try:
+            ecc = pynvml.nvmlDeviceGetTotalEccErrors(handle, 1, 1)  # uncorrected, aggregate
+            out.append((_labels("gpu_ecc_uncorrected_errors_total", **base), float(ecc)))
+        except Exception:  # noqa: S110 - ECC is not supported on every board
+            pass
+    return out
+
+
+async def database_samples(cfg: DatabaseCheck) -> Samples:
+    """``db_up``, ``db_query_seconds`` and a few key statistics; ``db_up 0`` when unreachable."""
+    base = {"job": cfg.name, "instance": cfg.address, "kind": cfg.kind}
+    started = time.perf_counter()
+    try:
+        stats = await asyncio.wait_for(_db_stats(cfg), cfg.timeout)
+        up = 1.0
+    except Exception:
+        stats, up = {}, 0.0
+    out: Samples = [(_labels("db_up", **base), up)]
+    if up:
+        out.append((_labels("db_query_seconds", **base), time.perf_counter() - started))
+    out += [(_labels(f"db_{key}", **base), value) for key, value in stats.items()]
+    return out
+
+
+async def _db_stats(cfg: DatabaseCheck) -> dict[str, float]:
+    if cfg.kind == "redis":
+        import redis.asyncio as aioredis
+
+        host, port = cfg.address.rsplit(":", 1)
+        password = cfg.dsn.get_secret_value() if cfg.dsn is not None else None
+        client = aioredis.Redis(host=host.strip("[]"), port=int(port), password=password)
+        try:
+            await client.ping()
+            info = await client.info()
+        finally:
+            await client.aclose()
+        keys = ("connected_clients", "used_memory", "keyspace_hits", "keyspace_misses")
+        return {f"redis_{k}": float(info[k]) for k in keys if k in info}
+    return await _postgres_stats(cfg)
+
+
+async def _postgres_stats(cfg: DatabaseCheck) -> dict[str, float]:
+    """PostgreSQL via ``psql`` (no driver dependency): connect and time ``SELECT 1``."""
+    dsn = (
+        cfg.dsn.get_secret_value()
+        if cfg.dsn is not None
+        else f"postgresql://{cfg.address}/postgres"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "psql",
+        dsn,
+        "-Atc",
+        "SELECT count(*) FROM pg_stat_activity",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise ConnectionError("psql failed")
+    return {"postgres_connections": float(out.decode().strip() or 0)}

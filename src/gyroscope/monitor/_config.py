@@ -1,0 +1,232 @@
+"""The ``monitor:`` section: what to scrape and probe, which rule files, how to route alerts.
+
+>>> cfg = MonitorConfig.model_validate({
+...     "scrape": [{"job": "demo", "targets": ["127.0.0.1:8001"], "interval": "1s"}],
+...     "rule_files": ["rules.yaml"],
+...     "alerting": {"route": {"receiver": "ops", "group_by": ["alertname"]},
+...                  "receivers": [{"name": "ops", "webhook": {"url": "http://127.0.0.1:9/hook"}}]},
+... })
+>>> cfg.scrape[0].interval
+1.0
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import promql_parser
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+
+from gyroscope.core import StrictModel, is_loopback, parse_host_port
+
+__all__ = [
+    "AlertingConfig",
+    "CommandConfig",
+    "DatabaseCheck",
+    "EmailConfig",
+    "EscalationConfig",
+    "HostConfig",
+    "InhibitRule",
+    "MonitorConfig",
+    "ProbeConfig",
+    "ReceiverConfig",
+    "RouteConfig",
+    "ScrapeConfig",
+    "SloConfig",
+    "WebhookConfig",
+    "parse_duration",
+]
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Prometheus duration (``90s``, ``5m``, ``1h30m``, ``3d``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(promql_parser.parse_duration(value.strip()).total_seconds())
+        except (ValueError, RuntimeError):
+            pass
+    raise ValueError(f"expected a duration such as 15s, 5m or 1h, got {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class ScrapeConfig(StrictModel):
+    """One job: targets serving the Prometheus text format."""
+
+    job: str
+    targets: list[str] = Field(min_length=1)
+    metrics_path: str = "/metrics"
+    scheme: Literal["http", "https"] = "http"
+    interval: Duration = 15.0
+    timeout: Duration = 10.0
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for target in value:
+            parse_host_port(target)
+        return value
+
+
+class ProbeConfig(StrictModel):
+    """An HTTP, TCP or DNS check run from here (``quorum`` of ``locations`` when probing from several)."""
+
+    name: str
+    kind: Literal["http", "tcp", "dns"] = "http"
+    target: str
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+    method: str = "GET"
+    expect_status: list[int] = Field(default_factory=lambda: [200])
+    body_regex: str | None = None
+    json_path: str | None = None
+    json_value: Any = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class HostConfig(StrictModel):
+    """Host metrics (CPU, memory, disk, network, load, named processes) and GPUs when present."""
+
+    enabled: bool = True
+    interval: Duration = 15.0
+    processes: list[str] = Field(default_factory=list)
+    gpu: bool = True
+
+
+class DatabaseCheck(StrictModel):
+    """Connect to a database, time a trivial query and read key statistics."""
+
+    name: str
+    kind: Literal["redis", "postgres"]
+    address: str = "127.0.0.1:6379"
+    dsn: SecretStr | None = None
+    interval: Duration = 15.0
+    timeout: Duration = 5.0
+
+
+class SloConfig(StrictModel):
+    """A ratio SLO; generates multi-window multi-burn-rate alerts (14.4x 1h/5m, 6x 6h/30m, 1x 3d/6h)."""
+
+    name: str
+    objective: float = Field(gt=0, lt=1)  # e.g. 0.999
+    errors: str  # PromQL counter selector of bad events, e.g. http_requests_total{code=~"5.."}
+    total: str  # PromQL counter selector of all events
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookConfig(StrictModel):
+    url: str
+    max_alerts: int = 0
+    token: SecretStr | None = None
+
+
+class ChatConfig(StrictModel):
+    url: str
+    channel: str | None = None
+
+
+class EmailConfig(StrictModel):
+    to: list[str] = Field(min_length=1)
+    sender: str = "gyroscope@localhost"
+    smarthost: str = "127.0.0.1:25"
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = False
+
+
+class CommandConfig(StrictModel):
+    argv: list[str] = Field(min_length=1)
+    timeout: Duration = 30.0
+
+
+class ReceiverConfig(StrictModel):
+    name: str
+    webhook: WebhookConfig | None = None
+    chat: ChatConfig | None = None
+    email: EmailConfig | None = None
+    command: CommandConfig | None = None
+    send_resolved: bool = True
+
+
+class EscalationConfig(StrictModel):
+    after: Duration
+    receiver: str
+
+
+class RouteConfig(StrictModel):
+    """A node of the routing tree; children inherit what they do not set."""
+
+    receiver: str | None = None
+    matchers: list[str] = Field(default_factory=list)  # 'severity="page"', 'team=~"ml|infra"'
+    match: dict[str, str] = Field(default_factory=dict)
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    escalate: list[EscalationConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+
+class InhibitRule(StrictModel):
+    source_matchers: list[str]
+    target_matchers: list[str]
+    equal: list[str] = Field(default_factory=list)
+
+
+class AlertingConfig(StrictModel):
+    route: RouteConfig = RouteConfig(receiver="default")
+    receivers: list[ReceiverConfig] = Field(
+        default_factory=lambda: [ReceiverConfig(name="default")]
+    )
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    flap_threshold: int = Field(default=4, ge=2)  # state changes within flap_window = flapping
+    flap_window: Duration = 600.0
+    resolve_timeout: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _receivers_exist(self) -> AlertingConfig:
+        names = {r.name for r in self.receivers}
+        if self.route.receiver is None:
+            raise ValueError("alerting.route needs a receiver")
+
+        def walk(route: RouteConfig) -> None:
+            for name in [route.receiver, *(e.receiver for e in route.escalate)]:
+                if name is not None and name not in names:
+                    raise ValueError(f"route names receiver {name!r}, which is not in receivers")
+            for child in route.routes:
+                walk(child)
+
+        walk(self.route)
+        return self
+
+
+class MonitorConfig(StrictModel):
+    """The ``monitor:`` section of ``gyroscope.yaml`` (or a file of its own for ``gyro monitor serve``)."""
+
+    name: str = "monitor"
+    listen: str = "127.0.0.1:9464"
+    token: SecretStr | None = None
+    scrape: list[ScrapeConfig] = Field(default_factory=list)
+    probes: list[ProbeConfig] = Field(default_factory=list)
+    host: HostConfig = HostConfig()
+    databases: list[DatabaseCheck] = Field(default_factory=list)
+    rule_files: list[str] = Field(default_factory=list)
+    slos: list[SloConfig] = Field(default_factory=list)
+    evaluation_interval: Duration = 15.0
+    retention: Duration = 15 * 86400.0
+    alerting: AlertingConfig = AlertingConfig()
+    external_url: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> MonitorConfig:
+        host, _ = parse_host_port(self.listen)
+        if not is_loopback(host) and self.token is None:
+            raise ValueError(f"listening on {host} (not loopback) needs monitor.token")
+        return self

@@ -1,0 +1,313 @@
+"""The embedded time-series store: an in-memory head per series, compressed chunks in SQLite.
+
+Appends go to the head (two typed arrays per series). When a head holds ``chunk_samples`` samples
+it is encoded (``_chunks``) and written, with every other full head, in one transaction. Reads merge
+stored chunks (decoded chunks are cached) with the head. ``close()`` writes partial heads, so a clean
+stop loses nothing; a crash loses at most one unwritten head per series (no write-ahead log).
+
+Samples older than a series' newest sample, and samples from more than ``max_future`` ahead of the
+store's clock (a pushing client with a skewed clock), are rejected and counted, never stored.
+
+>>> import tempfile, pathlib
+>>> db = TSDB(pathlib.Path(tempfile.mkdtemp()) / "tsdb.sqlite")
+>>> db.append((("__name__", "up"), ("job", "a")), 1000, 1.0)
+True
+>>> [(dict(s.labels)["job"], s.values.tolist()) for s in db.select([("__name__", "=", "up")], 0, 2000)]
+[('a', [1.0])]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import zstandard
+
+from gyroscope.monitor._chunks import decode_chunk, encode_chunk
+from gyroscope.errors import MonitorError
+from gyroscope.monitor._exposition import Labels
+
+__all__ = ["TSDB", "Matcher", "SeriesData", "match_labels"]
+
+log = logging.getLogger(__name__)
+
+Matcher = tuple[str, str, str]  # (label, op, value) with op one of = != =~ !~
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS chunks (
+    series_id INTEGER NOT NULL, min_t INTEGER NOT NULL, max_t INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (series_id, min_t)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_max_t ON chunks (max_t);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesData:
+    """One series' samples in a time range: timestamps in ms, values (may hold staleness markers)."""
+
+    labels: Labels
+    ts: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+
+
+class _Head:
+    __slots__ = ("ts", "values")
+
+    def __init__(self) -> None:
+        self.ts: array[int] = array("q")
+        self.values: array[float] = array("d")
+
+
+def _compile(matchers: Sequence[Matcher]) -> list[tuple[str, str, str, re.Pattern[str] | None]]:
+    out = []
+    for name, op, value in matchers:
+        pattern = re.compile(value) if op in ("=~", "!~") else None
+        out.append((name, op, value, pattern))
+    return out
+
+
+def match_labels(labels: dict[str, str], matchers: Sequence[Matcher]) -> bool:
+    """True when ``labels`` satisfy every matcher (regexes are anchored, as in PromQL)."""
+    return _matches(labels, _compile(matchers))
+
+
+class TSDB:
+    """Append samples, select series by matchers, enforce retention. Not thread-safe (one loop)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        chunk_samples: int = 240,
+        retention_s: float = 15 * 86400,
+        max_future_s: float = 600.0,
+        cache_chunks: int = 4096,
+    ) -> None:
+        self.path = path
+        self.chunk_samples = chunk_samples
+        self.retention_ms = int(retention_s * 1000)
+        self.max_future_ms = int(max_future_s * 1000)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
+        self._ids: dict[Labels, int] = {}
+        self._last_t: dict[int, int] = {}
+        self._labels: dict[int, Labels] = {}
+        self._by_name: dict[str, set[int]] = {}
+        self._heads: dict[int, _Head] = {}
+        self._full: list[int] = []
+        self._cache: OrderedDict[
+            tuple[int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
+        ]
+        self._cache = OrderedDict()
+        self._cache_size = cache_chunks
+        self.rejected_out_of_order = 0
+        self.rejected_future = 0
+        self.appended = 0
+        self.corrupt_chunks = 0
+        self._load_series()
+
+    def _load_series(self) -> None:
+        for sid, text in self._db.execute("SELECT id, labels FROM series"):
+            self._index(sid, tuple(tuple(p) for p in json.loads(text)))
+        for sid, max_t in self._db.execute("SELECT series_id, max(max_t) FROM chunks GROUP BY 1"):
+            self._last_t[sid] = max_t
+
+    def _index(self, sid: int, labels: Labels) -> None:
+        self._ids[labels] = sid
+        self._labels[sid] = labels
+        self._by_name.setdefault(dict(labels).get("__name__", ""), set()).add(sid)
+
+    def series_id(self, labels: Labels) -> int:
+        sid = self._ids.get(labels)
+        if sid is None:
+            cur = self._db.execute(
+                "INSERT INTO series (labels) VALUES (?)",
+                (json.dumps(labels, separators=(",", ":")),),
+            )
+            sid = int(cur.lastrowid or 0)
+            self._index(sid, labels)
+        return sid
+
+    # -- writing -------------------------------------------------------------------------------
+    def append(self, labels: Labels, t_ms: int, value: float, now_ms: int | None = None) -> bool:
+        """Add one sample; False (and counted) when it is out of order or too far in the future."""
+        return self.append_id(self.series_id(labels), t_ms, value, now_ms)
+
+    def append_id(self, sid: int, t_ms: int, value: float, now_ms: int | None = None) -> bool:
+        last = self._last_t.get(sid)
+        if last is not None and t_ms <= last:
+            if t_ms < last:
+                self.rejected_out_of_order += 1
+            return False
+        if now_ms is not None and t_ms > now_ms + self.max_future_ms:
+            self.rejected_future += 1
+            return False
+        head = self._heads.get(sid)
+        if head is None:
+            head = self._heads[sid] = _Head()
+        head.ts.append(t_ms)
+        head.values.append(value)
+        self._last_t[sid] = t_ms
+        self.appended += 1
+        if len(head.ts) == self.chunk_samples:
+            self._full.append(sid)
+        return True
+
+    def append_many(
+        self, samples: Iterable[tuple[Labels, int, float]], now_ms: int | None = None
+    ) -> int:
+        stored = 0
+        for labels, t_ms, value in samples:
+            stored += self.append(labels, t_ms, value, now_ms)
+        return stored
+
+    def commit(self) -> None:
+        """Write every full head as a chunk, in one transaction."""
+        if self._full:
+            full, self._full = self._full, []
+            self._write(full)
+
+    def flush_all(self) -> None:
+        """Write every non-empty head, full or not (on stop)."""
+        self._full = []
+        self._write([sid for sid, head in self._heads.items() if head.ts])
+
+    def _write(self, sids: Sequence[int]) -> None:
+        rows = []
+        for sid in sids:
+            head = self._heads.pop(sid, None)
+            if head is None or not head.ts:
+                continue
+            ts = np.frombuffer(head.ts, dtype=np.int64)
+            vs = np.frombuffer(head.values, dtype=np.float64)
+            rows.append((sid, int(ts[0]), int(ts[-1]), encode_chunk(ts, vs)))
+        if not rows:
+            return
+        try:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK") if self._db.in_transaction else None
+            raise MonitorError(f"{self.path}: cannot write chunks: {exc}") from exc
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete chunks wholly older than the retention period; returns how many."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        cur = self._db.execute("DELETE FROM chunks WHERE max_t < ?", (now_ms - self.retention_ms,))
+        self._cache.clear()
+        return cur.rowcount
+
+    def close(self) -> None:
+        self.flush_all()
+        self._db.close()
+
+    # -- reading -------------------------------------------------------------------------------
+    def series_ids(self, matchers: Sequence[Matcher]) -> list[int]:
+        """Ids of every series the matchers select (all series when there is no name matcher)."""
+        names = [v for n, op, v in matchers if n == "__name__" and op == "="]
+        pool: Iterable[int] = self._by_name.get(names[0], set()) if names else self._labels.keys()
+        compiled = _compile(matchers)
+        return [sid for sid in pool if _matches(dict(self._labels[sid]), compiled)]
+
+    def labels_of(self, sid: int) -> Labels:
+        return self._labels[sid]
+
+    def all_labels(self) -> list[Labels]:
+        return list(self._labels.values())
+
+    def read(self, sid: int, mint: int, maxt: int) -> SeriesData:
+        """Samples of one series with ``mint <= t <= maxt``."""
+        parts_t: list[npt.NDArray[np.int64]] = []
+        parts_v: list[npt.NDArray[np.float64]] = []
+        for chunk_min, blob in self._db.execute(
+            "SELECT min_t, NULL FROM chunks "
+            "WHERE series_id = ? AND max_t >= ? AND min_t <= ? ORDER BY min_t",
+            (sid, mint, maxt),
+        ):
+            del blob
+            decoded = self._chunk(sid, chunk_min)
+            if decoded is not None:
+                parts_t.append(decoded[0])
+                parts_v.append(decoded[1])
+        head = self._heads.get(sid)
+        if head is not None and head.ts:
+            parts_t.append(np.frombuffer(head.ts, dtype=np.int64).copy())
+            parts_v.append(np.frombuffer(head.values, dtype=np.float64).copy())
+        if not parts_t:
+            return SeriesData(self._labels[sid], np.empty(0, np.int64), np.empty(0, np.float64))
+        ts, vs = np.concatenate(parts_t), np.concatenate(parts_v)
+        lo, hi = np.searchsorted(ts, mint, "left"), np.searchsorted(ts, maxt, "right")
+        return SeriesData(self._labels[sid], ts[lo:hi], vs[lo:hi])
+
+    def _chunk(
+        self, sid: int, mint: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+        key = (sid, mint)
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+            return hit
+        row = self._db.execute(
+            "SELECT data FROM chunks WHERE series_id = ? AND min_t = ?", (sid, mint)
+        ).fetchone()
+        try:
+            decoded = decode_chunk(row[0])
+        except (zstandard.ZstdError, ValueError, TypeError) as exc:
+            self.corrupt_chunks += 1
+            log.error(
+                "%s: skipping corrupt chunk of series %s at %s: %s", self.path, sid, mint, exc
+            )
+            return None
+        self._cache[key] = decoded
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return decoded
+
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesData]:
+        """Every selected series with its samples in ``[mint, maxt]`` (empty ones left out)."""
+        out = []
+        for sid in self.series_ids(matchers):
+            data = self.read(sid, mint, maxt)
+            if len(data.ts):
+                out.append(data)
+        return out
+
+    def stats(self) -> dict[str, int]:
+        ((chunks, size),) = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0) FROM chunks"
+        )
+        return {
+            "series": len(self._labels),
+            "chunks": int(chunks),
+            "chunk_bytes": int(size),
+            "head_samples": sum(len(h.ts) for h in self._heads.values()),
+            "appended": self.appended,
+            "rejected_out_of_order": self.rejected_out_of_order,
+            "rejected_future": self.rejected_future,
+            "corrupt_chunks": self.corrupt_chunks,
+        }
+
+
+def _matches(
+    labels: dict[str, str], compiled: list[tuple[str, str, str, re.Pattern[str] | None]]
+) -> bool:
+    for name, op, value, pattern in compiled:
+        have = labels.get(name, "")
+        if (op == "=" and have != value) or (op == "!=" and have == value):
+            return False
+        if pattern is not None and (pattern.fullmatch(have) is not None) != (op == "=~"):
+            return False
+    return True
