@@ -32,6 +32,7 @@ from gyroscope.logs._record import Record
 from gyroscope.logs._retention import RetentionRule, plan_retention
 from gyroscope.logs._scrub import Problem, VerifyReport, verify_store
 from gyroscope.logs._service import LogServer
+from gyroscope.logs._ship import Shipper
 from gyroscope.logs._store import AppendResult, Entry, LogStore
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "Record",
     "RetentionConfig",
     "RetentionRule",
+    "Shipper",
     "StoreLockedError",
     "StreamRetention",
     "VerifyReport",
