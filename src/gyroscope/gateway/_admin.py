@@ -11,9 +11,12 @@ GET    /metrics, GET /health
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,11 +27,12 @@ from gyroscope.core import HttpServer, Request, Response, format_validation_erro
 from gyroscope.core import parse_host_port as _hp
 from gyroscope.errors import GyroscopeError
 from gyroscope.gateway._config import BackendConfig
+from gyroscope.gateway._errors import AdminApiError, UnknownBackendError
 
 if TYPE_CHECKING:
     from gyroscope.gateway._gateway import Gateway
 
-__all__ = ["AdminApi"]
+__all__ = ["AdminApi", "call_admin"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class AdminApi:
         self.token = token.get_secret_value().encode() if token is not None else None
         self.config_path: Path | None = None
         self.reloader: Callable[[], Awaitable[None]] | None = None
+        self.peers: list[str] = []  # other workers' admin URLs: changes are forwarded to them
         self.server = HttpServer(self.handle, host=host, port=port, name=f"{gateway.name}-admin")
 
     @property
@@ -62,9 +67,13 @@ class AdminApi:
         if self.token is not None and request.path != "/health" and not self._authorized(request):
             return Response.error(401, "missing or wrong bearer token")
         try:
-            return await self._route(request)
+            response = await self._route(request)
+            forward = self.peers and "x-gyro-peer" not in request.headers
+            if forward and request.method != "GET" and response.status < 300:
+                await self._forward(request)
+            return response
         except GyroscopeError as exc:
-            status = 404 if "no backend named" in str(exc) else 409
+            status = 404 if isinstance(exc, UnknownBackendError) else 409
             return Response.error(status, str(exc))
         except ValidationError as exc:
             return Response.error(400, str(format_validation_error(exc, None)))
@@ -103,6 +112,29 @@ class AdminApi:
             return self._change(parts[2], parts[3], _body(request))
         return Response.error(405, f"method {method} not allowed on {request.path}")
 
+    async def _forward(self, request: Request) -> None:
+        """Apply the same change on every other worker (each has its own replica state)."""
+        target = request.path + (f"?{request.query}" if request.query else "")
+        token = self.token.decode() if self.token is not None else None
+        results = await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    call_admin,
+                    peer + target,
+                    request.method,
+                    request.body or None,
+                    token,
+                    60.0,
+                    {"x-gyro-peer": "1"},
+                )
+                for peer in self.peers
+            ),
+            return_exceptions=True,
+        )
+        for peer, result in zip(self.peers, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("%s: forwarding to worker %s failed: %s", self.gateway.name, peer, result)
+
     def _change(self, name: str, what: str, body: dict[str, Any]) -> Response:
         gw = self.gateway
         if what == "weight":
@@ -122,6 +154,43 @@ class AdminApi:
             return Response.error(409, "started without a config file: nothing to reload")
         await self.reloader()
         return Response.json({"reloaded": True, "backends": self.gateway.backends()})
+
+
+def call_admin(
+    url: str,
+    method: str,
+    body: bytes | None,
+    token: str | None,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """One admin API call (blocking; the CLI uses it, and worker 0 in a thread)."""
+    if not url.startswith(("http://", "https://")):
+        raise AdminApiError("expected a URL like http://127.0.0.1:8081", url=url)
+    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - scheme checked
+    request.add_header("content-type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        try:
+            message = str(json.loads(exc.read())["error"]["message"])
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise AdminApiError(message, url=url) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AdminApiError(
+            f"cannot reach the gateway admin API: {reason} (is the gateway running? --admin)",
+            url=url,
+        ) from None
+    except ValueError as exc:
+        raise AdminApiError(f"answered something that is not JSON: {exc}", url=url) from None
 
 
 def _body(request: Request) -> dict[str, Any]:
