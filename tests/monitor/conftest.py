@@ -42,7 +42,9 @@ async def receiver() -> AsyncIterator[Receiver]:
     await rx.server.stop(0.5)
 
 
-async def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+async def wait_until(
+    check: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

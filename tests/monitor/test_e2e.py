@@ -33,8 +33,13 @@ def _config(tmp_path: Path, demo_address: str, hook: str, **alerting: object) ->
             "rule_files": [str(tmp_path / "rules.yaml")],
             "host": {"enabled": False},
             "alerting": {
-                "route": {"receiver": "hook", "group_by": ["alertname"], "group_wait": 0,
-                          "group_interval": "1s", **alerting},
+                "route": {
+                    "receiver": "hook",
+                    "group_by": ["alertname"],
+                    "group_wait": 0,
+                    "group_interval": "1s",
+                    **alerting,
+                },
                 "receivers": [{"name": "hook", "webhook": {"url": hook}}],
             },
         }

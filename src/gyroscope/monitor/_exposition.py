@@ -53,6 +53,7 @@ def parse_labels_text(text: str, extra: Labels = ()) -> Labels:
     if not _NAME.match(name):
         raise ValueError(f"invalid metric name {name!r}")
     pairs: dict[str, str] = dict(extra)
+    extra_names = frozenset(pairs)
     if brace >= 0:
         if not text.endswith("}"):
             raise ValueError("unclosed label set")
@@ -62,7 +63,10 @@ def parse_labels_text(text: str, extra: Labels = ()) -> Labels:
             match = _PAIR.match(body, pos)
             if match is None:
                 raise ValueError(f"invalid label syntax near {body[pos : pos + 20]!r}")
-            pairs.setdefault(match.group(1), _unescape(match.group(2)))
+            key = match.group(1)
+            # As Prometheus without honor_labels: the target's labels win, the scraped one is kept
+            # as exported_<name>.
+            pairs["exported_" + key if key in extra_names else key] = _unescape(match.group(2))
             pos = match.end()
     pairs["__name__"] = name
     return tuple(sorted((k, v) for k, v in pairs.items() if v != ""))
@@ -85,7 +89,7 @@ def _series_end(line: str) -> int:
 def parse_text(
     text: str, cache: SeriesCache | None = None, extra: Labels = (), *, target: str = "target"
 ) -> list[Sample]:
-    """Every sample in ``text``; ``extra`` labels (job, instance) are added unless already set.
+    """Every sample in ``text``; ``extra`` labels (job, instance) are added (and win).
 
     Raises ``ScrapeError`` naming the first bad line: a target answering garbage stores nothing.
     """

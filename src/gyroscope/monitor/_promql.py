@@ -332,7 +332,7 @@ class Engine:
         vector = self._vec(self.eval(node.expr, ctx), ctx)
         param = self.eval(node.param, ctx) if node.param is not None else 0.0
         mod = node.modifier
-        by = mod is not None and mod.type == pp.AggModifierType.By
+        by = mod is None or mod.type == pp.AggModifierType.By
         names = set(mod.labels) if mod is not None else set()
 
         def key(labels: Labels) -> Labels:
