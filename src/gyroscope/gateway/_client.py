@@ -53,6 +53,9 @@ class ClientConnection(asyncio.Protocol):
         self.seen_activity = 0
         self.idle_since = gw.clock()
         self._reading_paused = False
+        # Answered before its body was read (413, 429): read and drop the rest for a moment
+        # before closing, or the kernel resets the connection and the client never sees the answer.
+        self.lingering_since: float | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,6 +148,8 @@ class ClientConnection(asyncio.Protocol):
         ex, self.receiving = self.receiving, None
         if ex is not None:
             ex.request_done()
+        if self.lingering_since is not None and self.transport is not None:
+            self.transport.close()
 
     # -- for exchanges -----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -172,6 +177,10 @@ class ClientConnection(asyncio.Protocol):
         if self.closed or self.transport is None:
             return
         if not self.keep_alive or self.closing or self.gw.draining:
+            if self.receiving is ex:
+                self.lingering_since = self.gw.clock()
+                self.resume_reading()
+                return
             self.transport.close()
             return
         self.idle_since = self.gw.clock()

@@ -47,6 +47,7 @@ class Exchange:
         "body",
         "body_size",
         "cache_body",
+        "cache_headers",
         "cache_key",
         "cache_size",
         "cache_ttl",
@@ -122,6 +123,7 @@ class Exchange:
         self.compressor: Compressor | None = None
         self.cache_key: bytes | None = None
         self.cache_body: list[bytes] | None = None
+        self.cache_headers: list[tuple[bytes, bytes]] = []
         self.cache_size = 0
         self.cache_ttl = 0.0
         self.client_key: str | None = None
@@ -296,6 +298,8 @@ class Exchange:
         encoding = self._prepare_extras(
             status, headers, content_length, content_type, encoded, no_body
         )
+        if self.cache_body is not None:
+            self.cache_headers = [h for h in out if h[0] not in (b"date", b"age")]
         if encoding is not None:
             out += ((b"content-encoding", encoding.encode()), (b"vary", b"accept-encoding"))
             content_length = None
@@ -384,7 +388,12 @@ class Exchange:
         now = self.gw.clock()
         if self.cache_body is not None and self.route.cache is not None and self.cache_key:
             self.route.cache.put(
-                self.cache_key, self.status, [], b"".join(self.cache_body), self.cache_ttl, now
+                self.cache_key,
+                self.status,
+                self.cache_headers,
+                b"".join(self.cache_body),
+                self.cache_ttl,
+                now,
             )
         if self.tail is not None and self.route.limiter is not None and self.client_key:
             self.route.limiter.charge_tokens(self.client_key, usage_tokens(self.tail), now)

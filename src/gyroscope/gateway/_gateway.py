@@ -464,6 +464,9 @@ class Gateway(Service):
             if client.activity != client.seen_activity:
                 client.seen_activity = client.activity
                 client.idle_since = now
+            if client.lingering_since is not None and now - client.lingering_since > 2.0:
+                client.abort()
+                continue
             ex = client.current
             if ex is None:
                 if now - client.idle_since > keepalive:
