@@ -34,7 +34,7 @@ async def demos() -> AsyncIterator[Callable[..., Awaitable[list[DemoServer]]]]:
 
     async def make(n: int = 3, **kw: Any) -> list[DemoServer]:
         servers = []
-        for i in range(n):
+        for _i in range(n):
             cfg = {
                 "name": f"d{len(started)}",
                 "listen": "127.0.0.1:0",
