@@ -139,6 +139,9 @@ def prune(
             if drop:
                 repo.write_index([(p, [_row(b, e) for b, e in by_pack[p]]) for p in drop])
             stats.deferred = True
+            stats.packs_deleted = stats.packs_rewritten = stats.bytes_freed = (
+                stats.chunks_removed
+            ) = 0
             stats.notes.append("a backup ran during prune; nothing deleted (prune again later)")
             return stats
         for name in old_index - new_files:

@@ -1,0 +1,124 @@
+"""forget + prune: frees space, keeps every remaining snapshot restorable, never races a backup."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gyroscope.backup import (
+    RepoLock,
+    Repository,
+    RepositoryLockedError,
+    RetentionPolicy,
+    backup,
+    check,
+    forget,
+    list_snapshots,
+    live_locks,
+    prune,
+    remove_stale_locks,
+    restore,
+)
+
+from .conftest import snapshot_of
+
+
+def _repo_bytes(repo: Repository) -> int:
+    return sum(i.size for i in repo.backend.list("data"))
+
+
+def test_forget_and_prune_free_space_and_keep_the_rest_restorable(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    states = {}
+    for i in range(4):
+        for old in src.iterdir():
+            old.unlink()
+        (src / f"v{i}").write_bytes(os.urandom(1_000_000))
+        (src / "common").write_text("same in every snapshot")
+        states[backup(repo, [str(src)]).snapshot.id] = snapshot_of(src)
+    size_before = _repo_bytes(repo)
+    keep, removed, _ = forget(repo, RetentionPolicy(last=2))
+    assert len(keep) == 2 and len(removed) == 2
+    stats = prune(repo, min_pack_age=0)
+    assert stats.bytes_freed >= 1_900_000
+    assert _repo_bytes(repo) < size_before - 1_900_000
+    assert check(repo, read_data=True).ok
+    for snap in list_snapshots(repo):
+        out = tmp_path / snap.id
+        assert restore(repo, snap, out).errors == []
+        assert snapshot_of(out / str(src).lstrip("/")) == states[snap.id]
+    again = backup(repo, [str(src)])  # the index is consistent after prune: dedup still works
+    assert again.stats.bytes_stored < 10_000
+
+
+def test_young_packs_are_never_pruned(repo: Repository, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(500_000))
+    backup(repo, [str(src)])
+    (src / "a").write_bytes(os.urandom(500_000))
+    backup(repo, [str(src)])
+    forget(repo, RetentionPolicy(last=1))
+    stats = prune(repo)  # default margin: an hour
+    assert stats.packs_deleted == 0 and stats.packs_kept_young >= 1
+    assert check(repo, read_data=True).ok
+
+
+def test_prune_refuses_while_a_backup_holds_a_live_lock(repo: Repository) -> None:
+    with (
+        RepoLock(repo, "shared"),
+        pytest.raises(RepositoryLockedError, match="run again when they finish"),
+    ):
+        prune(repo, min_pack_age=0)
+    assert live_locks(repo) == []
+
+
+def test_a_stale_lock_blocks_nothing(repo: Repository, tmp_path: Path) -> None:
+    doc = {"kind": "exclusive", "host": "gone", "pid": 1, "refreshed": time.time() - 3600}
+    repo.backend.write("locks/deadbeef", json.dumps(doc).encode())
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    backup(repo, [str(src)])  # backups never wait for locks
+    prune(repo, min_pack_age=0)  # the dead prune's lock expired: removed, not waited for
+    assert not repo.backend.exists("locks/deadbeef")
+    assert remove_stale_locks(repo) == 0
+
+
+def test_forget_without_policy_is_refused(repo: Repository) -> None:
+    from gyroscope.backup import RepositoryError
+
+    with pytest.raises(RepositoryError, match="needs a policy"):
+        forget(repo, RetentionPolicy())
+
+
+def test_prune_defers_when_a_snapshot_appears_meanwhile(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gyroscope.backup import _prune
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(300_000))
+    snap = backup(repo, [str(src)]).snapshot
+    name = f"snapshots/{snap.id}"
+    saved = repo.backend.read(name)
+    repo.backend.delete(name)  # forgotten: its chunks look unused to prune
+    original = _prune._someone_arrived
+
+    def backup_commits_meanwhile(*args: object) -> bool:
+        repo.backend.write(name, saved)  # a concurrent backup reusing those chunks commits now
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_prune, "_someone_arrived", backup_commits_meanwhile)
+    stats = prune(repo, min_pack_age=0)
+    assert stats.deferred and stats.packs_deleted == 0
+    assert check(repo, read_data=True).ok
+    assert restore(repo, list_snapshots(repo)[0], tmp_path / "out").errors == []
