@@ -259,10 +259,8 @@ class FaultProxy(Service):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn`` on the proxy's loop and wait for it (directly when already there)."""
         loop = self._loop
-        if loop is None or self._loop_thread == threading.get_ident():
-            return fn(*args)
-        if loop.is_closed() or not loop.is_running():
-            raise ProxyError(f"{self.name}: the proxy's event loop is not running")
+        if loop is None or self._loop_thread == threading.get_ident() or not loop.is_running():
+            return fn(*args)  # nothing else runs on that loop now (not started, or stopped)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
@@ -283,7 +281,7 @@ class FaultProxy(Service):
         if not isinstance(faults, Faults):
             raise ProxyError(f"{self.name}: expected Faults, got {type(faults).__name__}")
         old, self._faults = self._faults, faults
-        if self._shared is None:
+        if self._shared is None or self._stopping:
             return faults
         self._shared.set_faults(faults)
         if faults.refuse and not old.refuse:

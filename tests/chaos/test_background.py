@@ -1,0 +1,119 @@
+"""The sync face: ``FaultProxy.background`` on its own (uvloop) thread, driven from plain code."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from gyroscope.chaos import FaultProxy, Faults
+from gyroscope.errors import AddressInUseError, ProxyError
+from gyroscope.testing import require_server
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        try:
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def echo_address() -> Iterator[str]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def rtt(sock: socket.socket, data: bytes = b"ping") -> float:
+    start = time.monotonic()
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed"
+        got += chunk
+    assert got == data
+    return time.monotonic() - start
+
+
+def test_background_proxy_controlled_from_this_thread(echo_address: str) -> None:
+    with FaultProxy.background(upstream=echo_address, name="bg") as proxy:
+        assert proxy.address == f"127.0.0.1:{proxy.port}"
+        assert proxy.health().status == "ok"
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            rtt(sock)
+            assert proxy.update_faults(latency_ms=150).latency_ms == 150
+            assert rtt(sock) >= 0.3
+            proxy.set_faults(Faults(refuse=True))
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+            proxy.clear_faults()
+            assert rtt(sock) < 0.3
+            assert proxy.cut() == 1
+            with pytest.raises(ConnectionResetError):
+                rtt(sock)
+        stats = proxy.stats()
+        assert stats.connections_cut == 1 and stats.connections_accepted == 1
+    assert proxy.stats().connections_active == 0  # stopped; still readable from this thread
+
+
+def test_bad_faults_are_one_line_errors(echo_address: str) -> None:
+    with FaultProxy.background(upstream=echo_address) as proxy:
+        with pytest.raises(ProxyError, match=r"latency_ms.*greater than or equal to 0"):
+            proxy.update_faults(latency_ms=-5)
+        with pytest.raises(ProxyError, match="unknown field 'latncy_ms'"):
+            proxy.update_faults(latncy_ms=5)
+        assert not proxy.faults.active()
+
+
+def test_port_in_use_is_reported(echo_address: str) -> None:
+    host, port = echo_address.split(":")
+    with (
+        pytest.raises(AddressInUseError, match="address already in use"),
+        FaultProxy.background(upstream=echo_address, listen=f"{host}:{port}"),
+    ):
+        pass
+
+
+def test_redis_through_the_proxy() -> None:
+    require_server("redis", "127.0.0.1", 16379)
+    redis = pytest.importorskip("redis")
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    with FaultProxy.background(upstream="127.0.0.1:16379", name="redis") as proxy:
+        client = redis.Redis(
+            host="127.0.0.1", port=proxy.port, socket_timeout=1.0, retry=Retry(NoBackoff(), 0)
+        )
+        try:
+            client.set("gyro:chaos:test", b"v")
+            assert client.get("gyro:chaos:test") == b"v"
+            proxy.update_faults(latency_ms=200)
+            start = time.monotonic()
+            assert client.ping()
+            assert time.monotonic() - start >= 0.4
+            proxy.set_faults(Faults(blackhole=True))
+            with pytest.raises(redis.TimeoutError):
+                client.ping()
+            proxy.clear_faults()
+            client.connection_pool.disconnect()
+            assert client.ping()
+            accepted = proxy.stats().connections_accepted
+            assert proxy.cut() == 1
+            # redis-py notices the reset connection in its pool and opens a new one.
+            assert client.ping()
+            assert proxy.stats().connections_accepted == accepted + 1
+            client.delete("gyro:chaos:test")
+        finally:
+            client.close()
