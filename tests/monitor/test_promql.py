@@ -161,5 +161,5 @@ def test_bad_queries_say_why_and_where(
 
 
 def test_unsupported_function_is_named(engine: Engine) -> None:
-    with pytest.raises(PromQLError, match="holt_winters|not supported"):
+    with pytest.raises(PromQLError, match=r"holt_winters|not supported"):
         engine.instant("holt_winters(gauge[1m], 0.5, 0.5)", 150.0)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gyroscope.core import Request, Response
-from gyroscope.monitor._dispatch import AmAlert
 from gyroscope.errors import MonitorError
+from gyroscope.monitor._dispatch import AmAlert
 from gyroscope.monitor._errors import PromQLError, ScrapeError
 from gyroscope.monitor._exposition import parse_text
 from gyroscope.monitor._promql import selector_matchers

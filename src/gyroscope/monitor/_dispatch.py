@@ -236,11 +236,13 @@ class Dispatcher:
     def _group_tick(self, group: _Group, now: float) -> list[Notification]:
         route = group.route
         shown: list[tuple[AmAlert, str]] = []
-        for fp in sorted(group.fps):
-            alert = self.alerts.get(fp)
-            if alert is None:
-                group.fps.discard(fp)
-                continue
+        members = [(fp, self.alerts.get(fp)) for fp in list(group.fps)]
+        for fp in [fp for fp, alert in members if alert is None]:
+            group.fps.discard(fp)
+        for _, alert in sorted(
+            ((fp, a) for fp, a in members if a is not None),
+            key=lambda m: sorted(m[1].labels.items()),
+        ):
             if self.silenced_by(alert, now) or self.inhibited(alert, now):
                 continue
             shown.append((alert, self._effective(alert, now, group)))

@@ -33,8 +33,8 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from gyroscope.monitor._chunks import decode_chunk, encode_chunk
 from gyroscope.errors import MonitorError
+from gyroscope.monitor._chunks import decode_chunk, encode_chunk
 from gyroscope.monitor._exposition import Labels
 
 __all__ = ["TSDB", "Matcher", "SeriesData", "match_labels"]
