@@ -289,3 +289,18 @@ async def test_port_in_use_is_a_clear_error() -> None:
         other = HttpServer(App(), port=server.port, name="second")
         with pytest.raises(AddressInUseError, match="address already in use"):
             await other.start()
+
+
+@on_loops
+async def test_idle_and_half_sent_requests_time_out() -> None:
+    async with serving(keepalive_timeout=0.2) as (server, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        await read_response(reader)
+        assert await read_all(reader) == b""  # idle keep-alive connection closed by the server
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n")  # headers never finished
+        assert await read_all(reader) == b""
+        writer.close()
+        await poll(lambda: not server.connections)

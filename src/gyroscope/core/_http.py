@@ -206,6 +206,9 @@ class Connection(asyncio.Protocol):
                 self._fail(inner.status, str(inner))
             else:
                 self._fail(400, f"malformed request: {exc}")
+            return
+        if self._task is None:
+            self._arm_idle_timer()  # a request that stalls half-sent must not hold us forever
 
     # No eof_received: a client's FIN closes the connection and cancels its work, as nginx and
     # uvicorn do, because for a model server a client that hung up is far likelier than a
