@@ -14,7 +14,7 @@ set -euo pipefail
 DIR=${GYRO_SERVICES_DIR:-/tmp/gyroscope-services}
 REDIS_PORT=${GYRO_TEST_REDIS_PORT:-16379}
 
-PACKAGES=(nginx-light haproxy wrk redis-server)
+PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
