@@ -13,10 +13,21 @@
 True
 """
 
+from pathlib import Path
+
 from gyroscope.backup._archiver import BackupResult, BackupStats, backup
 from gyroscope.backup._backend import AppendOnly, Backend, LocalBackend, ObjectInfo, open_backend
 from gyroscope.backup._check import CheckReport, check
+from gyroscope.backup._config import (
+    BackupConfig,
+    DrillConfig,
+    JobConfig,
+    RepositoryConfig,
+    RetentionConfig,
+    SourceConfig,
+)
 from gyroscope.backup._crypto import KdfParams
+from gyroscope.backup._drill import DrillResult, restore_drill
 from gyroscope.backup._errors import (
     AppendOnlyError,
     BackendError,
@@ -32,12 +43,15 @@ from gyroscope.backup._errors import (
     StorageFullError,
     WrongPasswordError,
 )
+from gyroscope.backup._jobs import run_drill, run_job
 from gyroscope.backup._locks import RepoLock, live_locks, remove_stale_locks
 from gyroscope.backup._prune import PruneStats, forget, prune
 from gyroscope.backup._repo import FORMAT_VERSION, Repository, Secret
 from gyroscope.backup._restore import RestoreStats, dump, restore
 from gyroscope.backup._retention import RetentionPolicy, SnapshotRef, apply_retention
+from gyroscope.backup._service import BackupScheduler, is_overdue, seconds_until_next
 from gyroscope.backup._tree import Snapshot, find_snapshot, list_snapshots
+from gyroscope.core import ServiceSpec
 from gyroscope.errors import BackupError
 
 __all__ = [
@@ -46,11 +60,16 @@ __all__ = [
     "AppendOnlyError",
     "Backend",
     "BackendError",
+    "BackupConfig",
     "BackupError",
     "BackupResult",
+    "BackupScheduler",
     "BackupStats",
     "CheckReport",
     "CorruptDataError",
+    "DrillConfig",
+    "DrillResult",
+    "JobConfig",
     "KdfParams",
     "LocalBackend",
     "MissingDataError",
@@ -58,30 +77,52 @@ __all__ = [
     "PruneStats",
     "RepoLock",
     "Repository",
+    "RepositoryConfig",
     "RepositoryError",
     "RepositoryExists",
     "RepositoryLockedError",
     "RepositoryNotFound",
     "RepositoryVersionError",
     "RestoreStats",
+    "RetentionConfig",
     "RetentionPolicy",
     "Secret",
     "Snapshot",
     "SnapshotNotFound",
     "SnapshotRef",
+    "SourceConfig",
     "SourceError",
     "StorageFullError",
     "WrongPasswordError",
     "apply_retention",
     "backup",
+    "build_services",
     "check",
     "dump",
     "find_snapshot",
     "forget",
+    "is_overdue",
     "list_snapshots",
     "live_locks",
     "open_backend",
     "prune",
     "remove_stale_locks",
     "restore",
+    "restore_drill",
+    "run_drill",
+    "run_job",
+    "seconds_until_next",
 ]
+
+
+def build_services(section: BackupConfig, data_dir: Path) -> list[ServiceSpec]:
+    """The scheduler ``gyro up`` runs for the ``backup:`` section (none when no job is defined)."""
+    if not section.jobs:
+        return []
+    return [
+        ServiceSpec(
+            name="backup",
+            config=section,
+            factory=lambda: BackupScheduler(section, data_dir=data_dir),
+        )
+    ]

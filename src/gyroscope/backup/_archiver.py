@@ -124,7 +124,9 @@ class _Session:
         return ids
 
 
-def _walk(root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
+def _walk(
+    root: str, arcroot: str, warn: Callable[[str], None]
+) -> Iterator[tuple[str, str, os.stat_result]]:
     """(real path, archive path, lstat) in a stable order, parents first."""
     st = os.lstat(root)
     yield root, arcroot, st
@@ -134,10 +136,13 @@ def _walk(root: str, arcroot: str) -> Iterator[tuple[str, str, os.stat_result]]:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
         return
+    except PermissionError:
+        warn(f"{arcroot}: permission denied (its contents are not in this snapshot)")
+        return
     for name in names:
         real = os.path.join(root, name)
         try:
-            yield from _walk(real, f"{arcroot}/{name}")
+            yield from _walk(real, f"{arcroot}/{name}", warn)
         except FileNotFoundError:
             continue  # vanished between listing and lstat: not part of this snapshot
 
@@ -288,11 +293,16 @@ def _collect(
     with ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool:
         collector = _Collector(session, old, pool, threads)
         for root, arcroot in sources:
-            for real, arc, st in _walk(root, arcroot):
-                collector.visit(real, arc, st)
-                if progress and time.monotonic() - last_report > 0.25:
-                    last_report = time.monotonic()
-                    progress(session.stats)
+            try:
+                for real, arc, st in _walk(root, arcroot, session.stats.warnings.append):
+                    collector.visit(real, arc, st)
+                    if progress and time.monotonic() - last_report > 0.25:
+                        last_report = time.monotonic()
+                        progress(session.stats)
+            except FileNotFoundError:
+                raise SourceError(
+                    "vanished during the backup; nothing was committed (run again)", source=root
+                ) from None
         entries = collector.finish()
     if progress:
         progress(session.stats)

@@ -29,9 +29,12 @@ DUMP_TIMEOUT = 3600.0
 
 
 class Source(Protocol):
-    name: str
-    kind: str
-    ext: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def ext(self) -> str: ...
 
     def dump(self, out: Path) -> None: ...
 

@@ -632,3 +632,90 @@ def unlock(repo: str, password_file: Path | None, key_file: Path | None) -> None
     from gyroscope.backup import remove_stale_locks
 
     click.echo(f"removed {remove_stale_locks(_open(repo, password_file, key_file))} stale lock(s)")
+
+
+def _load_section(config_file: Path) -> Any:
+    from gyroscope.backup import BackupConfig
+    from gyroscope.core import read_yaml, validate_config
+    from gyroscope.errors import ConfigError
+
+    data = read_yaml(config_file)
+    if not isinstance(data, dict) or "backup" not in data:
+        raise ConfigError("no backup: section", path=config_file)
+    try:
+        return validate_config(BackupConfig, data["backup"], config_file)
+    except ConfigError as exc:
+        raise ConfigError(
+            exc.message, path=config_file, key=f"backup.{exc.key}" if exc.key else "backup"
+        ) from None
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="gyroscope.yaml",
+    show_default=True,
+    help="The file with the backup: section.",
+)
+
+
+@backup.command()
+@click.argument("job")
+@config_option
+@click.option(
+    "--drill", "with_drill", is_flag=True, help="Run the job's restore drill after the backup."
+)
+@json_option
+def run(job: str, config_file: Path, with_drill: bool, as_json: bool) -> None:
+    """Run the configured JOB now: its sources, tags and retention from gyroscope.yaml.
+
+    \b
+    Example:
+      gyro backup run models -c gyroscope.yaml
+    """
+    from gyroscope.backup import run_drill, run_job
+
+    section = _load_section(config_file)
+    chosen = next((j for j in section.jobs if j.name == job), None)
+    if chosen is None:
+        names = ", ".join(j.name for j in section.jobs) or "none"
+        raise click.BadParameter(f"no job {job!r} in {config_file} (jobs: {names})")
+    result = run_job(section, chosen)
+    stats = result.stats
+    _emit(
+        as_json,
+        {"type": "summary", "job": job, "snapshot": result.snapshot.id, **stats.as_dict()},
+        f"job {job}: snapshot {result.snapshot.short_id}, {stats.files} files, "
+        f"{stats.bytes_stored / 1e6:.1f} MB added in {stats.duration:.1f} s",
+    )
+    if with_drill:
+        drill_result = run_drill(section, chosen)
+        _emit(
+            as_json,
+            {"type": "drill", **drill_result.as_dict()},
+            f"drill: {'ok' if drill_result.ok else '; '.join(drill_result.problems[:3])}",
+        )
+        if not drill_result.ok:
+            sys.exit(1)
+
+
+@backup.command()
+@config_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:9464",
+    show_default=True,
+    help="Where /metrics and /healthz are served.",
+)
+def serve(config_file: Path, listen: str) -> None:
+    """Run the backup scheduler alone (gyro up runs it too), with /metrics and /healthz.
+
+    \b
+    Example:
+      gyro backup serve -c gyroscope.yaml --listen 127.0.0.1:9464
+    """
+    from gyroscope.backup._serve import serve_alone
+
+    serve_alone(_load_section(config_file), listen)
