@@ -250,7 +250,7 @@ class Engine:
             value = fn(data.ts, data.values, end - range_ms, end, extra)
             if value is not None:
                 keep = name == "last_over_time"
-                out.append((data.labels if keep else _drop_name(data.labels), value))
+                out.append((data.labels if keep else _drop_name(data.labels), float(value)))
         return out
 
     # -- functions that are not per-sample maps ----------------------------------------------------

@@ -47,10 +47,10 @@ def extrapolated_rate(
     interval = sampled
     interval += to_start if to_start < threshold else average / 2
     interval += to_end if to_end < threshold else average / 2
-    result *= interval / sampled
+    factor = interval / sampled
     if rate:
-        result /= (end_ms - start_ms) / 1000.0
-    return float(result)
+        factor /= (end_ms - start_ms) / 1000.0
+    return float(result * factor)
 
 
 def _instant(ts: I64, vs: F64, *, rate: bool) -> float | None:
