@@ -183,3 +183,10 @@ def sse_events(text: str) -> list[dict[str, Any]]:
         if line.startswith("data: ") and line != "data: [DONE]":
             out.append(json.loads(line[6:]))
     return out
+
+
+def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Callable[[], Any]]:
+    """The gateway runs on uvloop in production (gyro gateway serve, gyro up): test it there."""
+    import uvloop
+
+    return {"uvloop": uvloop.new_event_loop}

@@ -291,3 +291,9 @@ async def test_compression_and_cache(echo, gateway):
         assert int(second.headers["age"]) >= 0
         fresh = await client.get("/cached", headers={"cache-control": "no-cache"})
         assert fresh.json() != first
+
+
+async def test_these_tests_run_on_uvloop():
+    import uvloop
+
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
