@@ -108,3 +108,36 @@ async def test_streams_interleave_in_one_batch(start_server: StartServer) -> Non
     assert all(r[-1] == "[DONE]" for r in results)
     # Eight 10-token answers in one batch take about 10 steps, not 80: the loop stepped them together.
     assert server.engine.steps < 40
+
+
+async def test_long_prompts_delay_the_first_token(start_server: StartServer) -> None:
+    server = await start_server(slots=4, step_ms=5, prefill_ms_per_token=1.0)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+
+        async def elapsed(prompt: str) -> float:
+            start = time.monotonic()
+            answer = await client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 1})
+            assert answer.status_code == 200
+            return time.monotonic() - start
+
+        short = await elapsed("hi")
+        long = await elapsed("x" * 1600)  # 400 tokens at 1 ms each to prefill
+    assert long >= 0.4
+    assert long > short
+
+
+async def test_steps_slow_down_as_the_batch_grows(start_server: StartServer) -> None:
+    server = await start_server(slots=8, step_ms=20, step_alpha=1.0, prefill_ms_per_token=0.0)
+    body = {"prompt": "x", "max_tokens": 10}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        start = time.monotonic()
+        await client.post("/v1/completions", json=body)
+        alone = time.monotonic() - start
+        start = time.monotonic()
+        answers = await asyncio.gather(
+            *(client.post("/v1/completions", json=body) for _ in range(4))
+        )
+        together = time.monotonic() - start
+    assert all(a.status_code == 200 for a in answers)
+    # Four sequences make each step 4x longer (alpha 1.0): the batch takes far longer than one.
+    assert together > 2 * alone
