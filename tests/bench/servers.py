@@ -73,7 +73,7 @@ def nginx(tmp: Path, *, cpu: int | None = None) -> Iterator[tuple[str, subproces
     argv = [binary, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port("127.0.0.1", port, timeout=10)
         yield f"http://127.0.0.1:{port}", proc
@@ -141,3 +141,5 @@ def misbehaving(mode: str) -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
-from scipy.stats import mannwhitneyu
 
 from gyroscope.bench._recorder import RunData
 from gyroscope.bench._result import Result
@@ -93,6 +92,8 @@ def compare(
 
     >>> # compare(Result.load("a.json"), Result.load("b.json")).verdict -> 'slower'
     """
+    from scipy.stats import mannwhitneyu  # slow to import (~1 s); only compare needs it
+
     rng = np.random.default_rng(seed)
     sa = hist_samples(a.data.hists["latency"], max_samples, rng)
     sb = hist_samples(b.data.hists["latency"], max_samples, rng)

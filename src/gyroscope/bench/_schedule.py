@@ -10,6 +10,7 @@ A rate split across ``workers`` processes gives each ``rate / workers`` and shif
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -32,6 +33,10 @@ def stage_level(stages: Sequence[Stage], t: float) -> float | None:
 class Schedule:
     """Intended send times for one worker.
 
+    Arrivals are placed by the area under the rate curve: the next one comes when the integral of
+    the rate since the last reaches 1 (even spacing) or an Exp(1) draw (Poisson; by the
+    time-rescaling theorem this is an exact non-homogeneous Poisson process, ramps included).
+
     >>> s = Schedule([Stage(duration=1.0, start=4.0, end=4.0, kind="rate")])
     >>> [round(s.next(), 3) for _ in range(4)], s.next()
     ([0.0, 0.25, 0.5, 0.75], None)
@@ -51,41 +56,42 @@ class Schedule:
         self._poisson = poisson
         self._rng = random.Random(None if seed is None else seed * 1000 + index)
         self._total = sum(s.duration for s in self._stages)
-        first = stage_level(self._stages, 0.0) or 0.0
-        per_worker = first / self._workers
-        if poisson or per_worker <= 0:
-            self._t = 0.0
-        else:
-            self._t = (index / self._workers) / per_worker
+        self._t = 0.0
+        self._first_area = self._rng.expovariate(1.0) if poisson else index / self._workers
         self._started = False
 
     @property
     def total(self) -> float:
         return self._total
 
-    def _rate(self, t: float) -> float | None:
-        level = stage_level(self._stages, t)
-        return None if level is None else level / self._workers
-
     def next(self) -> float | None:
         """The next intended send time, or ``None`` once the stages are over."""
         if not self._started:
             self._started = True
-            if self._poisson:
-                self._t = self._step(0.0)
-            return self._t if self._t < self._total else None
-        self._t = self._step(self._t)
+            area = self._first_area
+        else:
+            area = self._rng.expovariate(1.0) if self._poisson else 1.0
+        self._t = self._advance(self._t, area)
         return self._t if self._t < self._total else None
 
-    def _step(self, t: float) -> float:
-        # A stage may start at rate 0 (a ramp up from nothing): creep forward until it is positive.
-        while True:
-            rate = self._rate(t)
-            if rate is None:
-                return self._total
-            if rate > 1e-9:
-                break
-            t += 0.01
-        if self._poisson:
-            return t + self._rng.expovariate(rate)
-        return t + 1.0 / rate
+    def _advance(self, t: float, area: float) -> float:
+        """The time at which ``area`` more arrivals have accumulated after ``t``."""
+        start = 0.0
+        for stage in self._stages:
+            end = start + stage.duration
+            if t >= end:
+                start = end
+                continue
+            slope = (stage.end - stage.start) / stage.duration / self._workers
+            rate = (stage.start / self._workers) + slope * (t - start)
+            span = end - t
+            available = rate * span + slope * span * span / 2
+            if available >= area:
+                if abs(slope) < 1e-12:
+                    return t + area / rate
+                # Solve rate*d + slope*d^2/2 = area for the smallest d >= 0.
+                return t + (-rate + math.sqrt(max(rate * rate + 2 * slope * area, 0.0))) / slope
+            area -= available
+            t = end
+            start = end
+        return self._total

@@ -7,7 +7,8 @@ The test stops after the first failing step (or at ``max_level``/``max_steps``).
 
 - **Maximum sustainable throughput**: the highest throughput of a passing step.
 - **Knee**: the last step before latency bends upwards: p50 more than ``knee_factor`` (1.5x) above
-  the first step's, or, in rate mode, throughput falling below 95% of the offered rate.
+  the first step's, or throughput no longer following the load (rate mode: below 95% of the
+  offered rate; concurrency mode: below 70% of the first step's throughput per user).
 
 ``StressResult.to_json()`` (schema ``gyroscope.bench.stress/1``) is what capacity planning reads::
 
@@ -131,13 +132,17 @@ def find_knee(
     """The last step before latency bends upwards (pure; see the module docstring)."""
     if not steps:
         return None
-    base = max(steps[0].result.metric("p50"), 1e-3)
+    first = steps[0]
+    base = max(first.result.metric("p50"), 1e-3)
+    per_user = first.result.metric("throughput") / max(first.level, 1e-9)
     knee = None
     for step in steps:
         r = step.result
         bent = r.metric("p50") > knee_factor * base or r.metric("error_rate") > 0.01
         if mode == "rate" and r.metric("throughput") < 0.95 * step.level:
             bent = True
+        if mode == "concurrency" and r.metric("throughput") < 0.7 * per_user * step.level:
+            bent = True  # users added beyond capacity only wait: throughput stops following
         if bent:
             break
         knee = step

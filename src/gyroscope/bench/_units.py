@@ -96,7 +96,10 @@ def parse_stage(text: str) -> Stage:
         raise BenchError(
             f"bad stage {text!r}: expected DURATION:RATE like 30s:100rps, 1m:100-500rps or 20s:50vu"
         )
-    duration = parse_duration(match.group("dur"))
+    try:
+        duration = parse_duration(match.group("dur"))
+    except BenchError:
+        raise BenchError(f"bad stage {text!r}: {match.group('dur')!r} is not a duration") from None
     end = float(match.group("b"))
     start = float(match.group("a")) if match.group("a") is not None else end
     kind = "rate" if match.group("unit") in ("rps", "/s") else "users"
