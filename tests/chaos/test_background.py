@@ -117,3 +117,41 @@ def test_redis_through_the_proxy() -> None:
             client.delete("gyro:chaos:test")
         finally:
             client.close()
+
+
+def test_half_close_and_reset_on_uvloop(echo_address: str) -> None:
+    payload = bytes(range(256)) * 1024
+    with FaultProxy.background(upstream=echo_address) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)  # our FIN reaches the server; its answer still comes back
+            got = b""
+            while chunk := sock.recv(65536):
+                got += chunk
+            assert got == payload
+        proxy.update_faults(reset=True)
+        # The RST may beat the end of connect() (a socket with a timeout) or come on recv().
+        with (
+            pytest.raises(ConnectionResetError),
+            socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock,
+        ):
+            sock.recv(10)
+        assert proxy.stats().connections_reset == 1
+
+
+def test_control_api_token(echo_address: str) -> None:
+    import httpx
+
+    with FaultProxy.background(
+        upstream=echo_address, control="127.0.0.1:0", control_token="s3cret"
+    ) as proxy:
+        assert proxy.control_url is not None
+        with httpx.Client(base_url=proxy.control_url, timeout=10, trust_env=False) as http:
+            assert http.get("/faults").status_code == 401
+            bad = http.get("/faults", headers={"authorization": "Bearer nope"})
+            assert bad.status_code == 401
+            good = http.post(
+                "/faults", json={"latency_ms": 5}, headers={"authorization": "Bearer s3cret"}
+            )
+            assert good.status_code == 200
+        assert proxy.faults.latency_ms == 5

@@ -131,6 +131,9 @@ def test_http_api(proxy_proc: dict[str, Any]) -> None:
         assert http.put("/faults").status_code == 405
         stats = http.get("/stats").json()
         assert stats["connections_accepted"] >= 1
+        metrics = http.get("/metrics").text
+        assert 'gyro_chaos_connections_accepted_total{proxy="sub"}' in metrics
+        assert 'gyro_chaos_fault{fault="jitter_ms",proxy="sub"} 10.0' in metrics
         assert http.delete("/faults").json()["latency_ms"] == 0
         assert http.post("/faults", json={"latency_ms": 50}).status_code == 200
 

@@ -7,6 +7,7 @@ DELETE   /faults     clear every fault
 POST     /cut        reset every open connection; answers ``{"cut": N}``
 GET      /stats      connection and byte counters
 GET      /health     the proxy's health report
+GET      /metrics    Prometheus metrics
 =======  ==========  ==========================================================
 
 Bad input gets ``400`` with one message naming the field; with a token configured, every request
@@ -17,10 +18,11 @@ from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gyroscope.chaos._faults import Faults
-from gyroscope.core import Handler, Request, Response, StreamResponse
+from gyroscope.core import Handler, Request, Response, StreamResponse, metrics_response
 from gyroscope.errors import ProxyError
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ _ROUTES = {
     "/cut": ("POST",),
     "/stats": ("GET",),
     "/health": ("GET",),
+    "/metrics": ("GET",),
 }
 
 
@@ -58,18 +61,21 @@ def control_handler(proxy: FaultProxy) -> Handler:
     return handle
 
 
+_SIMPLE: dict[tuple[str, str], Callable[[FaultProxy], Response]] = {
+    ("GET", "/stats"): lambda proxy: Response.json(proxy.stats().as_dict()),
+    ("GET", "/health"): lambda proxy: Response.json(proxy.health().as_dict()),
+    ("GET", "/metrics"): lambda proxy: metrics_response(proxy.registry),
+    ("POST", "/cut"): lambda proxy: Response.json({"cut": proxy.cut()}),
+    ("GET", "/faults"): lambda proxy: Response.json(proxy.faults.model_dump()),
+    ("DELETE", "/faults"): lambda proxy: Response.json(proxy.clear_faults().model_dump()),
+}
+
+
 def _dispatch(proxy: FaultProxy, method: str, path: str, body: bytes) -> Response:
-    if path == "/stats":
-        return Response.json(proxy.stats().as_dict())
-    if path == "/health":
-        return Response.json(proxy.health().as_dict())
-    if path == "/cut":
-        return Response.json({"cut": proxy.cut()})
-    if method == "GET":
-        return Response.json(proxy.faults.model_dump())
-    if method == "DELETE":
-        return Response.json(proxy.clear_faults().model_dump())
-    try:
+    simple = _SIMPLE.get((method, path))
+    if simple is not None:
+        return simple(proxy)
+    try:  # POST /faults: merge the given fields
         fields = json.loads(body or b"{}")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProxyError(f"faults: the body is not valid JSON ({exc})") from None

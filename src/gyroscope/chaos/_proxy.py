@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gyroscope.chaos._faults import Faults
 from gyroscope.chaos._link import Counters, Link, Shared, Side
-from gyroscope.core import Health, HttpServer, Service, is_loopback, parse_host_port
+from gyroscope.chaos._metrics import ProxyCollector
+from gyroscope.core import (
+    CollectorRegistry,
+    Health,
+    HttpServer,
+    Service,
+    is_loopback,
+    parse_host_port,
+)
 from gyroscope.errors import AddressInUseError, ProxyError
 
 if TYPE_CHECKING:
@@ -124,6 +132,14 @@ class FaultProxy(Service):
         self._handed_over = False
         self._started = False
         self._stopping = False
+        self.registry: CollectorRegistry = CollectorRegistry()
+        self.registry.register(
+            ProxyCollector(
+                name,
+                lambda: self._shared.counters if self._shared else Counters(),
+                lambda: self._faults,
+            )
+        )
 
     @classmethod
     def from_config(cls, config: ProxyConfig) -> FaultProxy:
