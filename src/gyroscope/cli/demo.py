@@ -71,7 +71,13 @@ def _default(name: str) -> Any:
     "--max-model-len", default=_default("max_model_len"), show_default=True, help="Context length."
 )
 @click.option("--admin-token", default=None, help="Bearer token for /admin (needed off loopback).")
-@click.option("--fault", "faults", multiple=True, metavar="KEY=VALUE", help="Start with a fault.")
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Start with a fault (keys: gyro demo fault --help).",
+)
 def serve(
     host: str, port: int, faults: tuple[str, ...], admin_token: str | None, **knobs: Any
 ) -> None:
@@ -115,7 +121,14 @@ def _announce(server: Any) -> None:
     click.echo(f"  faults: gyro demo fault {url} error_rate=0.2   (Ctrl-C stops)", err=True)
 
 
-@demo.command()
+def _faults_epilog() -> str:
+    lines = ["\b", "Faults (KEY=VALUE):"]
+    for key, field in Faults.model_fields.items():
+        lines.append(f"  {key:20s} {(field.description or '').replace('``', '')}")
+    return "\n".join(lines)
+
+
+@demo.command(epilog=_faults_epilog())
 @click.argument("url")
 @click.argument("changes", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option("--clear", is_flag=True, help="Clear every fault.")

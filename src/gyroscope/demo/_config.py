@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from gyroscope.core import StrictModel, is_loopback, parse_host_port
 from gyroscope.demo._faults import Faults
@@ -22,6 +22,8 @@ class DemoServerConfig(StrictModel):
     a decode step of ``step_ms`` with one sequence running, ``step_alpha`` slower for each extra
     running sequence, and prefill at ``prefill_ms_per_token`` per prompt token.
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     name: str = "demo"
     listen: str = "127.0.0.1:8001"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from gyroscope.core import StrictModel
 from gyroscope.errors import DemoError
@@ -31,9 +31,12 @@ class Faults(StrictModel):
     ['error_rate']
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of inference requests (0..1) answered with ``error_status`` instead of a completion."""
     error_status: int = Field(default=500, ge=400, le=599)
+    """The HTTP status of an injected error (400..599)."""
     latency_ms: float = Field(default=0.0, ge=0.0, le=3_600_000.0)
     """Added before the first token of every inference request (the slot is not held meanwhile)."""
     token_delay_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
@@ -43,6 +46,7 @@ class Faults(StrictModel):
     close_mid_stream: bool = False
     """The connection is cut (reset) after ``close_after_tokens`` tokens."""
     close_after_tokens: int = Field(default=3, ge=0, le=1_000_000)
+    """How many tokens ``close_mid_stream`` lets through before the cut."""
     crash: bool = False
     """The process exits at once (``os._exit(70)``); under ``gyro up`` that is the whole daemon."""
     refuse_connections: bool = False
