@@ -204,18 +204,24 @@ def test_token_is_masked_when_dumped() -> None:
     assert "t0ken" not in str(cfg.model_dump(mode="json"))
 
 
-def test_duplicate_service_names_are_a_config_error(tmp_path: Path) -> None:
-    from gyroscope.platform import service_specs
+def test_duplicate_proxy_names_are_a_config_error() -> None:
+    proxy = {"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"}
+    with pytest.raises(ConfigError, match=r"chaos\.proxies: .*unique.*p"):
+        parse_config({"chaos": {"proxies": [proxy, proxy]}})
 
-    cfg = parse_config(
-        {
-            "chaos": {
-                "proxies": [
-                    {"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:1"},
-                    {"name": "p", "listen": "127.0.0.1:0", "upstream": "127.0.0.1:2"},
-                ]
-            }
-        }
-    )
-    with pytest.raises(ConfigError, match="two services are named 'chaos/p'"):
-        service_specs(cfg, tmp_path)
+
+def test_services_from_two_sections_must_not_share_a_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gyroscope.platform import _registry
+
+    monkeypatch.setitem(_registry.SECTIONS, "chaos", "tests.platform.test_daemon:clashing_specs")
+    monkeypatch.setitem(_registry.SECTIONS, "demo", "tests.platform.test_daemon:clashing_specs")
+    cfg = parse_config(config_dict("a"))
+    cfg = cfg.model_copy(update={"chaos": cfg.demo})
+    with pytest.raises(ConfigError, match="two services are named 'x'"):
+        _registry.service_specs(cfg, tmp_path)
+
+
+def clashing_specs(section: object, data_dir: Path) -> list[ServiceSpec]:
+    return [ServiceSpec("x", section, lambda: Recorder("x", "ok"))]
