@@ -12,10 +12,14 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from gyroscope.backup._config import BackupConfig
 from gyroscope.chaos._config import ChaosConfig
 from gyroscope.core import StrictModel, is_loopback, parse_host_port, validate_config
 from gyroscope.core import load_config as _load
 from gyroscope.demo._config import DemoConfig
+from gyroscope.gateway._config import GatewayConfig
+from gyroscope.logs._config import LogsConfig
+from gyroscope.monitor._config import MonitorConfig
 
 __all__ = ["GyroConfig", "PlatformConfig", "load_config", "parse_config"]
 
@@ -51,6 +55,10 @@ class GyroConfig(StrictModel):
     platform: PlatformConfig = PlatformConfig()
     demo: DemoConfig | None = None
     chaos: ChaosConfig | None = None
+    logs: LogsConfig | None = None
+    monitor: MonitorConfig | None = None
+    gateway: GatewayConfig | None = None
+    backup: BackupConfig | None = None
 
 
 def parse_config(data: Any, path: Path | None = None) -> GyroConfig:

@@ -21,6 +21,10 @@ __all__ = ["SECTIONS", "SpecBuilder", "service_specs"]
 SECTIONS: dict[str, str] = {
     "demo": "gyroscope.demo:build_services",
     "chaos": "gyroscope.chaos:build_services",
+    "logs": "gyroscope.logs:build_services",
+    "monitor": "gyroscope.monitor:build_services",
+    "gateway": "gyroscope.gateway:build_services",
+    "backup": "gyroscope.backup:build_services",
 }
 
 SpecBuilder = Callable[[GyroConfig, Path], list[ServiceSpec]]
