@@ -7,6 +7,7 @@ import itertools
 import time
 
 import httpx
+import pytest
 
 from gyroscope.demo import Timing
 
@@ -141,3 +142,13 @@ async def test_steps_slow_down_as_the_batch_grows(start_server: StartServer) -> 
     assert all(a.status_code == 200 for a in answers)
     # Four sequences make each step 4x longer (alpha 1.0): the batch takes far longer than one.
     assert together > 2 * alone
+
+
+def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
+    from gyroscope.demo._metrics import Hist
+
+    hist = Hist((0.1, 1.0))
+    for value in (0.05, 0.1, 0.5, 1.0, 7.0):
+        hist.observe(value)
+    assert hist.buckets() == [("0.1", 2), ("1.0", 4), ("+Inf", 5)]
+    assert hist.total == pytest.approx(8.65)
