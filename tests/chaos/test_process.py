@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -189,3 +190,28 @@ def test_cli_run_reports_the_command_exit(gyro_cmd: list[str]) -> None:
     result = gyro(gyro_cmd, "run", "--", sys.executable, "-c", "raise SystemExit(3)")
     assert result.returncode == 3
     assert "exited" in result.stdout
+
+
+def test_sigterm_to_cli_leaves_nothing_stopped_or_running(
+    gyro_cmd: list[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "n"
+    runner = subprocess.Popen(
+        [*gyro_cmd, "chaos", "run", "--json", "--", *counter_cmd(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert runner.stdout is not None
+    child = json.loads(runner.stdout.readline())["pid"]
+    wait_until(lambda: read_counter(path) > 0)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) != 0
+    runner.stdout.close()
+    wait_until(lambda: not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie")
+
+    with ManagedProcess(counter_cmd(path)) as proc:
+        pauser = subprocess.Popen([*gyro_cmd, "chaos", "pause", str(proc.pid), "--for", "60s"])
+        wait_until(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED)
+        pauser.send_signal(signal.SIGTERM)
+        pauser.wait(timeout=30)
+        assert progressing(path)  # the interrupted pause resumed it on the way out

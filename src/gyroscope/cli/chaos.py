@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -19,6 +22,21 @@ from gyroscope.chaos import (
 )
 from gyroscope.chaos._schedule import Schedule, parse_duration, run_schedule
 from gyroscope.core import run, run_alone
+from gyroscope.errors import ProcessFaultError
+
+
+@contextlib.contextmanager
+def _sigterm_cleans_up() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit, so `finally` blocks resume or kill what we started."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -244,6 +262,7 @@ def kill_(pid: int) -> None:
     "--for",
     "seconds",
     callback=_duration,
+    metavar="DURATION",
     default=None,
     help="Resume after this long (5, 2s, 500ms).",
 )
@@ -255,15 +274,18 @@ def pause_(pid: int, seconds: float | None) -> None:
       gyro chaos pause 4242 --for 5s
       gyro chaos pause 4242 && sleep 3 && gyro chaos resume 4242
     """
-    handle = pause(pid, seconds)
-    if seconds is None:
-        click.echo(f"paused {pid} (resume it with: gyro chaos resume {pid})")
-        return
-    click.echo(f"paused {pid} for {seconds:g} s")
     try:
-        handle.wait()
+        with _sigterm_cleans_up():
+            handle = pause(pid, seconds)
+            if seconds is None:
+                click.echo(f"paused {pid} (resume it with: gyro chaos resume {pid})")
+                return
+            click.echo(f"paused {pid} for {seconds:g} s")
+            handle.wait()
     finally:
-        handle.resume()
+        if seconds is not None:  # also when interrupted (Ctrl-C, SIGTERM): never leave it stopped
+            with contextlib.suppress(ProcessFaultError):
+                resume(pid)
     click.echo(f"resumed {pid}")
 
 
@@ -282,17 +304,40 @@ def resume_(pid: int) -> None:
 
 @chaos.command(name="run", context_settings={"ignore_unknown_options": True})
 @click.option(
-    "--restart-every", callback=_duration, default=None, help="kill -9 and restart this often."
-)
-@click.option("--pause-every", callback=_duration, default=None, help="SIGSTOP this often...")
-@click.option(
-    "--pause-for", default="1s", callback=_duration, show_default=True, help="...for this long."
-)
-@click.option(
-    "--kill-after", callback=_duration, default=None, help="kill -9 once after this long, and end."
+    "--restart-every",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="kill -9 and restart this often.",
 )
 @click.option(
-    "--duration", callback=_duration, default=None, help="Stop (SIGTERM) after this long."
+    "--pause-every",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="SIGSTOP this often...",
+)
+@click.option(
+    "--pause-for",
+    default="1s",
+    callback=_duration,
+    metavar="DURATION",
+    show_default=True,
+    help="...for this long.",
+)
+@click.option(
+    "--kill-after",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="kill -9 once after this long, and end.",
+)
+@click.option(
+    "--duration",
+    callback=_duration,
+    metavar="DURATION",
+    default=None,
+    help="Stop (SIGTERM) after this long.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -329,6 +374,7 @@ def run_(
             click.echo(f"{event['event']}: {detail}")
         sys.stdout.flush()
 
-    code = run_schedule(list(command), schedule, report)
+    with _sigterm_cleans_up():
+        code = run_schedule(list(command), schedule, report)
     if code:
         raise SystemExit(code)
