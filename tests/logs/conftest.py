@@ -10,7 +10,9 @@ import pytest
 from gyroscope.logs import Entry, LogStore, canonical
 
 
-def entries(n: int, *, start: int = 0, labels: dict[str, str] | None = None, size: int = 40) -> list[Entry]:
+def entries(
+    n: int, *, start: int = 0, labels: dict[str, str] | None = None, size: int = 40
+) -> list[Entry]:
     text = canonical(labels or {"service": "api", "level": "info"})
     return [
         Entry(text, (f"line {start + i} " + "x" * size).encode(), 1_000_000_000 + start + i)

@@ -22,14 +22,20 @@ SERVE = (
 )
 
 
-def _client(url: str, worker: int, acked: list[tuple[int, list[str]]], stop: threading.Event) -> None:
+def _client(
+    url: str, worker: int, acked: list[tuple[int, list[str]]], stop: threading.Event
+) -> None:
     with httpx.Client(timeout=10) as client:
         for batch in range(100_000):
             if stop.is_set():
                 return
             ids = [f"w{worker}-b{batch}-i{i}" for i in range(20)]
-            body = "\n".join(json.dumps({"labels": {"job": "crash", "worker": str(worker)},
-                                         "line": f"{i} " + "p" * 150}) for i in ids)
+            body = "\n".join(
+                json.dumps(
+                    {"labels": {"job": "crash", "worker": str(worker)}, "line": f"{i} " + "p" * 150}
+                )
+                for i in ids
+            )
             try:
                 resp = client.post(url + "/api/logs/push", content=body)
             except httpx.HTTPError:
@@ -40,14 +46,17 @@ def _client(url: str, worker: int, acked: list[tuple[int, list[str]]], stop: thr
 
 def test_kill_9_during_ingest_loses_no_acknowledged_line(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path), f"127.0.0.1:{port}"],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(tmp_path), f"127.0.0.1:{port}"], stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
         acked: list[tuple[int, list[str]]] = []
         stop = threading.Event()
-        workers = [threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", w, acked, stop))
-                   for w in range(4)]
+        workers = [
+            threading.Thread(target=_client, args=(f"http://127.0.0.1:{port}", w, acked, stop))
+            for w in range(4)
+        ]
         for w in workers:
             w.start()
         deadline = time.monotonic() + 60

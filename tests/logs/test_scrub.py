@@ -66,7 +66,9 @@ def test_truncation_inside_a_record(sealed: tuple[Path, list[Path]]) -> None:
     assert ("truncated", segs[2].name, off, None) in problems
 
 
-def test_truncation_of_the_last_segment_at_a_record_boundary(sealed: tuple[Path, list[Path]]) -> None:
+def test_truncation_of_the_last_segment_at_a_record_boundary(
+    sealed: tuple[Path, list[Path]],
+) -> None:
     root, segs = sealed
     last = segs[-1]
     cut = frames(last)[-3]
@@ -88,7 +90,7 @@ def test_deleted_record(sealed: tuple[Path, list[Path]]) -> None:
 def test_reordered_records(sealed: tuple[Path, list[Path]]) -> None:
     root, segs = sealed
     fr = frames(segs[1])
-    (a0, a1, sa), (b0, b1, sb) = fr[1], fr[2]
+    (a0, a1, _sa), (b0, b1, sb) = fr[1], fr[2]
     data = segs[1].read_bytes()
     segs[1].write_bytes(data[:a0] + data[b0:b1] + data[a0:a1] + data[b1:])
     problems = check(root)
@@ -103,7 +105,9 @@ def test_deleted_segment(sealed: tuple[Path, list[Path]]) -> None:
     assert "deleted" in kinds
 
 
-def test_edit_with_a_recomputed_crc_is_caught_by_the_merkle_leaf(sealed: tuple[Path, list[Path]]) -> None:
+def test_edit_with_a_recomputed_crc_is_caught_by_the_merkle_leaf(
+    sealed: tuple[Path, list[Path]],
+) -> None:
     root, segs = sealed
     off, end, seq = frames(segs[1])[4]
     data = segs[1].read_bytes()
@@ -113,7 +117,9 @@ def test_edit_with_a_recomputed_crc_is_caught_by_the_merkle_leaf(sealed: tuple[P
     assert ("tampered", segs[1].name, off, seq) in check(root)
 
 
-def test_rewritten_leaves_file_is_caught_by_the_signed_checkpoint(sealed: tuple[Path, list[Path]]) -> None:
+def test_rewritten_leaves_file_is_caught_by_the_signed_checkpoint(
+    sealed: tuple[Path, list[Path]],
+) -> None:
     root, segs = sealed
     off, end, seq = frames(segs[1])[4]
     data = segs[1].read_bytes()

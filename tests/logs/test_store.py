@@ -57,7 +57,9 @@ def test_torn_tail_is_cut_to_the_last_complete_batch(store: LogStore) -> None:
     seg = store.segments[-1].path
     store.close()
     lab = canonical({"service": "api"}).encode()
-    partial_batch = encode(5, 1, lab, b"unacked 1", batch_end=False) + encode(6, 1, lab, b"unacked 2", batch_end=False)
+    partial_batch = encode(5, 1, lab, b"unacked 1", batch_end=False) + encode(
+        6, 1, lab, b"unacked 2", batch_end=False
+    )
     torn = encode(7, 1, lab, b"torn record")[:-4]
     with open(seg, "ab") as fh:
         fh.write(partial_batch + torn)
@@ -86,7 +88,7 @@ def test_flipped_bit_is_reported_with_offset_and_the_rest_is_served(store: LogSt
     assert "CRC32C" in store.damage[0].reason
     lines = everything(store)
     assert len(lines) == 59  # everything except the damaged record
-    with pytest.raises(LogStoreError, match="missing|offset"):
+    with pytest.raises(LogStoreError, match=r"missing|offset"):
         store.get(3)
     report = verify_store(store)
     assert not report.ok

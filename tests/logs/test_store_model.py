@@ -14,7 +14,9 @@ from gyroscope.logs import Entry, LogStore, canonical, redact, verify_store
 from gyroscope.logs._merkle import root
 from gyroscope.logs._record import leaf_hash
 
-STREAMS = [canonical({"service": s, "level": lv}) for s in ("api", "web") for lv in ("info", "error")]
+STREAMS = [
+    canonical({"service": s, "level": lv}) for s in ("api", "web") for lv in ("info", "error")
+]
 entry = st.builds(
     Entry,
     st.sampled_from(STREAMS),
@@ -35,7 +37,10 @@ class StoreMachine(RuleBasedStateMachine):
     def _open(self) -> LogStore:
         return LogStore(self.dir, segment_bytes=2048, checkpoint_every=17, bloom=False).open()
 
-    @rule(batch=st.lists(entry, min_size=1, max_size=12), key=st.sampled_from([b"", b"", b"k1", b"k2", b"k3"]))
+    @rule(
+        batch=st.lists(entry, min_size=1, max_size=12),
+        key=st.sampled_from([b"", b"", b"k1", b"k2", b"k3"]),
+    )
     def append(self, batch: list[Entry], key: bytes) -> None:
         result = self.store.append(batch, key=key)
         if key and key in self.keys:
@@ -68,8 +73,11 @@ class StoreMachine(RuleBasedStateMachine):
             for r in self.store.select(lambda s: s == stream, needles=[needle], backward=False)
             if needle in r.line and not r.redacted
         ]
-        want = [i for i, (lab, line, _, red) in enumerate(self.model)
-                if lab == stream and needle in line and not red]
+        want = [
+            i
+            for i, (lab, line, _, red) in enumerate(self.model)
+            if lab == stream and needle in line and not red
+        ]
         assert got == want
 
     @invariant()

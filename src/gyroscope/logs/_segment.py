@@ -111,6 +111,7 @@ class Segment:
         self.sids = array("H")
         self.seqs = array("q")
         self.stream_bytes: dict[str, int] = {}
+        self.keys: dict[bytes, int] = {}  # de-duplication key -> last seq of its batch
         self.bloom: BloomFilter | None = None
         self.damage: list[Damage] = []
 
@@ -147,22 +148,26 @@ class Segment:
 
     def note(self, seq: int, offset: int, ts_ns: int, labels: str, size: int) -> None:
         """Index one record just written (or found while scanning)."""
-        self.seqs.append(seq)
-        self.offsets.append(offset)
+        # readers take len(offsets) as the record count, so offsets grow last
         self.ts.append(ts_ns)
         self.sids.append(self.sid(labels))
+        self.seqs.append(seq)
+        self.offsets.append(offset)
         self.stream_bytes[labels] = self.stream_bytes.get(labels, 0) + size
 
     def reset_index(self) -> None:
         self.streams, self._sid = [], {}
         self.offsets, self.ts, self.sids, self.seqs = array("Q"), array("q"), array("H"), array("q")
         self.stream_bytes = {}
+        self.keys = {}
 
     def index_from(self, result: ScanResult) -> None:
         self.reset_index()
         for frame in result.frames:
             rec = frame.record
             self.note(rec.seq, frame.offset, rec.ts_ns, rec.labels, frame.end - frame.offset)
+            if rec.key:
+                self.keys[rec.key] = rec.seq
         self.damage = list(result.damage)
 
     # -- reading -----------------------------------------------------------------------------
@@ -202,6 +207,7 @@ class Segment:
             "size": self.size,
             "streams": self.streams,
             "stream_bytes": self.stream_bytes,
+            "keys": {k.hex(): v for k, v in self.keys.items()},
             "bloom_bits": self.bloom.bits if self.bloom else 0,
         }
         arrays: dict[str, npt.NDArray[np.generic]] = {
@@ -232,6 +238,7 @@ class Segment:
                 self.streams = list(meta["streams"])
                 self._sid = {s: i for i, s in enumerate(self.streams)}
                 self.stream_bytes = dict(meta["stream_bytes"])
+                self.keys = {bytes.fromhex(k): int(v) for k, v in meta["keys"].items()}
                 if meta["bloom_bits"]:
                     self.bloom = BloomFilter(np.array(npz["bloom"]), int(meta["bloom_bits"]))
         except FileNotFoundError:

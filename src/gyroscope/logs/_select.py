@@ -48,7 +48,7 @@ def select_segment(
     backward: bool,
     damage: list[Damage],
 ) -> Iterator[Record]:
-    count = seg.count
+    count = seg.count  # read before the size: the writer grows the size first
     if not count:
         return
     matched = [i for i, s in enumerate(list(seg.streams)) if stream_ok(s)]

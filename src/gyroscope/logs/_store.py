@@ -203,12 +203,9 @@ class LogStore:
         self.merkle.sync()
 
     def _load_dedup(self) -> None:
-        for seg in self.segments[-2:]:
-            with seg.mapped() as view:
-                for frame in scan_frames(seg.path, view, resync=False).frames:
-                    rec = frame.record
-                    if rec.key:
-                        self._remember(rec.key, rec.seq)
+        for seg in self.segments:
+            for key, seq in seg.keys.items():
+                self._remember(key, seq)
 
     def _remember(self, key: bytes, last_seq: int) -> None:
         self.dedup[key] = (last_seq, 0)
@@ -230,7 +227,7 @@ class LogStore:
             if seg.size >= self.segment_bytes:
                 seg = self._rotate()
             first = self.next_seq
-            parts, leaves = [], []
+            parts, leaves, notes = [], [], []
             offset = seg.size
             last_i = len(entries) - 1
             for i, e in enumerate(entries):
@@ -247,15 +244,19 @@ class LogStore:
                 )
                 parts.append(frame)
                 leaves.append(leaf_hash(e.ts_ns, lab, e.line))
-                seg.note(first + i, offset, e.ts_ns, e.labels, len(frame))
+                notes.append((first + i, offset, e.ts_ns, e.labels, len(frame)))
                 offset += len(frame)
             data = b"".join(parts)
-            os.write(self._fd, data)
+            self._write_all(data)
             os.fdatasync(self._fd)
+            # readers see the new size before the new records, so never a record past the end
             seg.size = offset
+            for note in notes:
+                seg.note(*note)
             self.next_seq = first + len(entries)
             self.merkle.append(leaves)
             if key:
+                seg.keys[key] = self.next_seq - 1
                 self._remember(key, self.next_seq - 1)
             self.appended_lines += len(entries)
             self.appended_bytes += len(data)
@@ -263,6 +264,11 @@ class LogStore:
             if self.checkpoint_every and self._since_checkpoint >= self.checkpoint_every:
                 self.checkpoint()
             return AppendResult(first, len(entries))
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def checkpoint(self) -> Checkpoint:
         """Sign the current tree (size, root); leaves are fsynced first so the root can be rebuilt."""
