@@ -195,3 +195,25 @@ def test_constructor_checks_addresses_without_io() -> None:
         FaultProxy(upstream="localhost")
     with pytest.raises(ProxyError, match="needs a token"):
         FaultProxy(upstream="127.0.0.1:1", control="10.0.0.1:8474")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "_bucket",
+        "_client",
+        "_config",
+        "_faults",
+        "_managed",
+        "_process",
+        "_proxy",
+        "_schedule",
+        "_services",
+    ],
+)
+def test_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"gyroscope.chaos.{module}"))
+    assert result.failed == 0

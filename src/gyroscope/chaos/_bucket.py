@@ -7,8 +7,8 @@ takes at least ``(N - burst) / rate`` seconds.
 >>> from gyroscope.testing import FakeClock
 >>> clock = FakeClock()
 >>> bucket = TokenBucket(rate=1000, clock=clock)
->>> bucket.take(50), bucket.wait(100)
-(50, 0.1)
+>>> bucket.take(50), bucket.wait(100)  # then 50 bytes (one burst) need 50 ms
+(50, 0.05)
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ class Pipe:
     # -- input ------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         faults = self.link.faults_for(self.direction)
-        if faults.stalled:
+        if faults.stalled or self.finished:  # blackholed, or nobody left to receive it
             self.link.count_dropped(len(data))
             return
         direct = not (faults.latency_ms or faults.jitter_ms or faults.rate)

@@ -91,7 +91,8 @@ class FaultProxy(Service):
     >>> proxy.clear_faults().active()
     False
 
-    ``await proxy.start()`` binds (``proxy.address`` then names the real port); for sync code use
+    ``await proxy.start()`` (or ``async with FaultProxy(...) as proxy:``) binds, and
+    ``proxy.address`` then names the real port; for sync code use
     ``with FaultProxy.background(upstream=...) as proxy:``. With ``control="127.0.0.1:8474"`` it
     also serves the HTTP control API (``GET/POST/DELETE /faults``, ``POST /cut``, ``GET /stats``).
     """
@@ -234,6 +235,14 @@ class FaultProxy(Service):
         for link in list(self._shared.links):
             link.reset()
         await asyncio.sleep(0)
+
+    async def __aenter__(self) -> FaultProxy:
+        """``async with FaultProxy(...) as proxy:`` starts it, and stops it (grace 0) on exit."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop(grace=0.0)
 
     def health(self) -> Health:
         if self._shared is None:
