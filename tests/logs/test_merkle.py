@@ -109,7 +109,7 @@ def test_tampered_proofs_fail(n: int, data: st.DataObject) -> None:
         assert not m.verify_inclusion(i, n, leaves[i], bad, root)
     old = data.draw(st.integers(1, n - 1))
     proof = m.consistency_path(old, n, hh)
-    assert not m.verify_consistency(old, n, m.root([*leaves[:old - 1], bytes(32)]), root, proof)
+    assert not m.verify_consistency(old, n, m.root([*leaves[: old - 1], bytes(32)]), root, proof)
 
 
 def test_merkle_log_file_matches_pure_tree() -> None:
