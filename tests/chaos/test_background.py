@@ -66,6 +66,7 @@ def test_background_proxy_controlled_from_this_thread(echo_address: str) -> None
         stats = proxy.stats()
         assert stats.connections_cut == 1 and stats.connections_accepted == 1
     assert proxy.stats().connections_active == 0  # stopped; still readable from this thread
+    assert proxy.health().status == "down"
 
 
 def test_bad_faults_are_one_line_errors(echo_address: str) -> None:

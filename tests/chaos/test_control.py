@@ -62,6 +62,7 @@ def proxy_proc(echo_address: str) -> Iterator[dict[str, Any]]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=clean_env(),
     )
     try:
         assert proc.stdout is not None
@@ -83,12 +84,15 @@ def proxy_proc(echo_address: str) -> Iterator[dict[str, Any]]:
                 stream.close()
 
 
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GYRO_")}
+
+
 def gyro(*args: str) -> subprocess.CompletedProcess[str]:
     from tests.conftest import GYRO
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GYRO_")}
     return subprocess.run(
-        [*GYRO, "chaos", *args], capture_output=True, text=True, timeout=60, env=env
+        [*GYRO, "chaos", *args], capture_output=True, text=True, timeout=60, env=clean_env()
     )
 
 

@@ -245,8 +245,9 @@ class FaultProxy(Service):
         await self.stop(grace=0.0)
 
     def health(self) -> Health:
-        if self._shared is None:
-            return Health(name=self.name, status="down", detail="not started")
+        if self._shared is None or self._stopping:
+            detail = "stopped" if self._stopping else "not started"
+            return Health(name=self.name, status="down", detail=detail)
         state = "listening" if self.listening else "refusing (fault)"
         return Health(
             name=self.name,
