@@ -86,6 +86,7 @@ class MonitorService(Service):
         self._tasks: list[asyncio.Task[None]] = []
         self._probes: dict[str, dict[str, Any]] = {}
         self._wake_dispatch = asyncio.Event()
+        self._scraped = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +110,7 @@ class MonitorService(Service):
                 address=addr,
                 scheme=sc.scheme,
                 path=sc.metrics_path,
+                on_scraped=self._scraped.set,
                 interval=sc.interval,
                 timeout=sc.timeout,
                 labels=sc.labels,
@@ -195,10 +197,25 @@ class MonitorService(Service):
             now_ms = int(time.time() * 1000)
             next_ms = (now_ms // interval_ms + 1) * interval_ms + min(100, interval_ms // 10)
             await asyncio.sleep((next_ms - now_ms) / 1000.0)
+            await self._scrapes_landed(next_ms - min(100, interval_ms // 10), interval / 2)
             try:
-                self.evaluate_group(evaluator, time.time())
+                # The scheduled time, not the wake-up time: `for` then counts whole intervals, so
+                # jitter in waking up never costs an extra interval.
+                self.evaluate_group(evaluator, next_ms / 1000.0)
             except Exception:
                 log.exception("rule group %s failed", evaluator.group.name)
+
+    async def _scrapes_landed(self, tick_ms: int, limit: float) -> None:
+        """Wait (at most ``limit`` s) until every scrape of this tick has been stored."""
+        deadline = time.monotonic() + limit
+        tick = tick_ms / 1000.0
+        while any(t.state.last_scrape < tick and t.interval <= limit * 2 for t in self.targets):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._scraped.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._scraped.wait(), remaining)
 
     def evaluate_group(self, evaluator: GroupEvaluator, now: float) -> None:
         recorded, alerts = evaluator.evaluate(now)

@@ -165,6 +165,28 @@ class TSDB:
             self._full.append(sid)
         return True
 
+    def append_scrape(self, sids: Sequence[int], values: Sequence[float], t_ms: int) -> int:
+        """One scrape: every series gets a sample at ``t_ms`` (the hot path; same checks as append)."""
+        heads, last_t, full, size = self._heads, self._last_t, self._full, self.chunk_samples
+        stored = 0
+        for sid, value in zip(sids, values, strict=True):
+            last = last_t.get(sid)
+            if last is not None and t_ms <= last:
+                if t_ms < last:
+                    self.rejected_out_of_order += 1
+                continue
+            head = heads.get(sid)
+            if head is None:
+                head = heads[sid] = _Head()
+            head.ts.append(t_ms)
+            head.values.append(value)
+            last_t[sid] = t_ms
+            stored += 1
+            if len(head.ts) == size:
+                full.append(sid)
+        self.appended += stored
+        return stored
+
     def append_many(
         self, samples: Iterable[tuple[Labels, int, float]], now_ms: int | None = None
     ) -> int:
