@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -26,9 +25,26 @@ def demo_server() -> Iterator[Callable[..., str]]:
 
     def start(slots: int = 4, step_ms: float = 10.0, *extra: str) -> str:
         port = free_port()
-        argv = [sys.executable, "-m", "gyroscope.cli", "demo", "serve", "--port", str(port),
-                "--slots", str(slots), "--seed", "1", "--step-ms", str(step_ms),
-                "--step-alpha", "0", "--prefill-ms-per-token", "0", *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "gyroscope.cli",
+            "demo",
+            "serve",
+            "--port",
+            str(port),
+            "--slots",
+            str(slots),
+            "--seed",
+            "1",
+            "--step-ms",
+            str(step_ms),
+            "--step-alpha",
+            "0",
+            "--prefill-ms-per-token",
+            "0",
+            *extra,
+        ]
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(proc)
         wait_for_port("127.0.0.1", port, timeout=20)
@@ -48,5 +64,3 @@ def completion_body(max_tokens: int = 5) -> str:
     import json
 
     return json.dumps({"model": "demo-model", "prompt": "hi", "max_tokens": max_tokens})
-
-

@@ -51,7 +51,11 @@ async def test_silent_server_times_out() -> None:
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("not a url", "bad URL"), ("ftp://127.0.0.1/", "bad URL"), ("http://127.0.0.1:99999/", "bad URL")],
+    [
+        ("not a url", "bad URL"),
+        ("ftp://127.0.0.1/", "bad URL"),
+        ("http://127.0.0.1:99999/", "bad URL"),
+    ],
 )
 async def test_bad_urls_are_one_error(url: str, message: str) -> None:
     with pytest.raises(BenchError, match=message):
@@ -73,10 +77,12 @@ def test_impossible_rate_is_rejected() -> None:
         (["compare", "/nonexistent/a.json", "/nonexistent/b.json"], "cannot read"),
     ],
 )
-def test_cli_bad_input_is_one_line(gyro_cmd: list[str], clean_env: dict[str, str], args: list[str],
-                                   message: str) -> None:
-    proc = subprocess.run([*gyro_cmd, "bench", *args], capture_output=True, text=True, timeout=60,
-                          env=clean_env)
+def test_cli_bad_input_is_one_line(
+    gyro_cmd: list[str], clean_env: dict[str, str], args: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [*gyro_cmd, "bench", *args], capture_output=True, text=True, timeout=60, env=clean_env
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -23,10 +23,14 @@ from tests.bench.servers import nginx, nginx_worker_pid
 RATE, DURATION, STALL_AT, STALL = 200.0, 2.0, 0.3, 1.4
 
 
-def true_percentiles(rate: float, duration: float, stall: float, service: float) -> dict[str, float]:
+def true_percentiles(
+    rate: float, duration: float, stall: float, service: float
+) -> dict[str, float]:
     """Latencies (ms) of an even schedule when the server froze for ``stall`` seconds."""
     n = round(rate * duration)
-    frozen = np.arange(round(rate * stall)) / rate + service  # due at the end of the stall ... start
+    frozen = (
+        np.arange(round(rate * stall)) / rate + service
+    )  # due at the end of the stall ... start
     rest = np.full(n - len(frozen), service)
     lat = np.concatenate([frozen, rest]) * 1000
     return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
@@ -65,8 +69,14 @@ async def test_demo_server_latency_fault_shows_in_every_percentile(demo_server) 
     slow = demo_server(4, 2.0, "--fault", "latency_ms=150")
     figures = []
     for url in (base, slow):
-        cfg = LoadConfig(url=url + "/v1/completions", method="POST", rate=20, duration=1.5,
-                         headers=["Content-Type: application/json"], body=completion_body(1))
+        cfg = LoadConfig(
+            url=url + "/v1/completions",
+            method="POST",
+            rate=20,
+            duration=1.5,
+            headers=["Content-Type: application/json"],
+            body=completion_body(1),
+        )
         figures.append(await run_load(cfg))
     fast, stalled = figures
     assert fast.data.errors == {} and stalled.data.errors == {}
@@ -77,8 +87,15 @@ async def test_demo_server_latency_fault_shows_in_every_percentile(demo_server) 
 
 async def test_demo_server_hang_counts_timeouts_and_ends_on_time(demo_server) -> None:
     url = demo_server(4, 2.0, "--fault", "hang=true")
-    cfg = LoadConfig(url=url + "/v1/completions", method="POST", connections=4, duration=1.5,
-                     timeout=0.4, headers=["Content-Type: application/json"], body=completion_body(1))
+    cfg = LoadConfig(
+        url=url + "/v1/completions",
+        method="POST",
+        connections=4,
+        duration=1.5,
+        timeout=0.4,
+        headers=["Content-Type: application/json"],
+        body=completion_body(1),
+    )
     started = time.monotonic()
     result = await run_load(cfg)
     assert time.monotonic() - started < 1.5 + 0.4 + 2.0

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import statistics
+from itertools import pairwise
 
 import pytest
 
-from gyroscope.bench import Schedule, Stage, parse_duration, parse_rate, parse_stage, parse_threshold
+from gyroscope.bench import (
+    Schedule,
+    Stage,
+    parse_duration,
+    parse_rate,
+    parse_stage,
+    parse_threshold,
+)
 from gyroscope.errors import BenchError
 
 
@@ -48,7 +56,7 @@ def test_constant_schedule_is_even_and_bounded() -> None:
     s = Schedule([Stage(duration=2.0, start=100.0, end=100.0, kind="rate")])
     times = list(iter(s.next, None))
     assert len(times) == 200
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in pairwise(times)}
     assert gaps == {0.01}
 
 
@@ -58,7 +66,7 @@ def test_split_across_workers_interleaves_without_bursts() -> None:
         t for i in range(4) for t in iter(Schedule(stages, workers=4, index=i).next, None)
     )
     assert len(merged) == 100
-    gaps = [b - a for a, b in zip(merged, merged[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(merged)]
     assert min(gaps) == pytest.approx(0.01) and max(gaps) == pytest.approx(0.01)
 
 
@@ -66,7 +74,7 @@ def test_poisson_schedule_has_the_mean_rate_and_exponential_gaps() -> None:
     s = Schedule([Stage(duration=100.0, start=50.0, end=50.0, kind="rate")], poisson=True, seed=3)
     times = list(iter(s.next, None))
     assert 4700 < len(times) < 5300
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(times)]
     # Exponential: the standard deviation equals the mean (an even schedule would have ~0).
     assert statistics.stdev(gaps) == pytest.approx(statistics.mean(gaps), rel=0.1)
 

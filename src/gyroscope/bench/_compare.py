@@ -5,11 +5,13 @@ the histograms' 0.1% resolution; at most ``max_samples`` per side, drawn with a 
 verdict is repeatable), plus bootstrap confidence intervals of the p50 and p99 differences.
 Throughput: a bootstrap confidence interval of the ratio of mean requests per second, resampling
 the per-second series. With many samples a test finds "significant" differences too small to
-matter, so a verdict also needs the effect to exceed ``min_effect`` (5% by default).
+matter (and a shared machine drifts by several percent between runs), so a verdict also needs
+the effect to exceed ``min_effect`` (10% by default).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +41,9 @@ def hist_samples(hist: HdrHistogram, limit: int, rng: np.random.Generator) -> np
 
 
 def _bootstrap_diff(
-    a: np.ndarray, b: np.ndarray, q: float, rng: np.random.Generator, rounds: int = 400
+    a: np.ndarray, b: np.ndarray, q: float, rng: np.random.Generator, rounds: int = 300
 ) -> tuple[float, float, float]:
-    n = min(len(a), len(b), 5000)
+    n = min(len(a), len(b), 2000)
     ia = rng.integers(0, len(a), size=(rounds, n))
     ib = rng.integers(0, len(b), size=(rounds, n))
     diffs = np.quantile(b[ib], q, axis=1) - np.quantile(a[ia], q, axis=1)
@@ -51,11 +53,9 @@ def _bootstrap_diff(
 
 
 def _series_rps(data: RunData) -> np.ndarray:
-    series = [i.requests - i.errors for i in data.series if i.requests or i.errors]
-    # The last interval is usually a fraction of a second; it would bias the mean down.
-    if len(series) > 2:
-        series = series[:-1]
-    return np.asarray(series or [0], dtype=float)
+    """Successful requests in each *full* second (a last partial second would bias the mean)."""
+    series = [i.requests - i.errors for i in data.series if i.t + 1 <= data.elapsed + 0.05]
+    return np.asarray(series, dtype=float)
 
 
 @dataclass
@@ -84,7 +84,7 @@ def compare(
     b: Result,
     *,
     alpha: float = 0.01,
-    min_effect: float = 0.05,
+    min_effect: float = 0.10,
     max_samples: int = 20_000,
     seed: int = 0,
 ) -> Comparison:
@@ -92,54 +92,10 @@ def compare(
 
     >>> # compare(Result.load("a.json"), Result.load("b.json")).verdict -> 'slower'
     """
-    from scipy.stats import mannwhitneyu  # slow to import (~1 s); only compare needs it
-
     rng = np.random.default_rng(seed)
-    sa = hist_samples(a.data.hists["latency"], max_samples, rng)
-    sb = hist_samples(b.data.hists["latency"], max_samples, rng)
     notes: list[str] = []
-    latency: dict[str, dict[str, float]] = {}
-    p_value = 1.0
-    lat_verdict = 0
-    if len(sa) >= 5 and len(sb) >= 5:
-        p_value = float(mannwhitneyu(sa, sb, alternative="two-sided").pvalue)
-        for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            diff, lo, hi = _bootstrap_diff(sa, sb, q, rng)
-            base = float(np.quantile(sa, q)) / 1000.0
-            latency[name] = {
-                "a": round(base, 3),
-                "b": round(base + diff, 3),
-                "diff": round(diff, 3),
-                "ci_low": round(lo, 3),
-                "ci_high": round(hi, 3),
-                "ratio": round((base + diff) / base, 4) if base else 0.0,
-            }
-        ratio = latency["p50"]["ratio"]
-        if p_value < alpha and abs(ratio - 1) > min_effect:
-            lat_verdict = 1 if ratio > 1 else -1
-    else:
-        notes.append("too few latency samples for a test (need 5 per side)")
-    ra, rb = _series_rps(a.data), _series_rps(b.data)
-    boot = []
-    for _ in range(1000):
-        ma = rng.choice(ra, size=len(ra)).mean()
-        mb = rng.choice(rb, size=len(rb)).mean()
-        boot.append(mb / ma if ma else np.nan)
-    lo, hi = np.nanquantile(boot, [0.025, 0.975]) if np.isfinite(boot).any() else (np.nan, np.nan)
-    ratio_t = float(rb.mean() / ra.mean()) if ra.mean() else float("nan")
-    throughput = {
-        "a_rps": round(float(ra.mean()), 2),
-        "b_rps": round(float(rb.mean()), 2),
-        "ratio": round(ratio_t, 4),
-        "ci_low": round(float(lo), 4),
-        "ci_high": round(float(hi), 4),
-    }
-    thr_verdict = 0
-    if np.isfinite(lo) and (lo > 1 + min_effect or hi < 1 - min_effect):
-        thr_verdict = 1 if lo > 1 else -1  # more throughput is faster
-    if a.config.get("model") == "open" and b.config.get("model") == "open":
-        notes.append("open-model runs: throughput is set by the rate; judge by latency")
-        thr_verdict = 0
+    p_value, latency, lat_verdict = _latency(a, b, rng, alpha, min_effect, max_samples, notes)
+    throughput, thr_verdict = _throughput(a, b, rng, min_effect, notes)
     if lat_verdict:
         verdict = "slower" if lat_verdict > 0 else "faster"
         if thr_verdict and thr_verdict == lat_verdict:  # latency up but throughput up too: mixed
@@ -155,6 +111,74 @@ def compare(
         throughput=throughput,
         notes=notes,
     )
+
+
+def _latency(
+    a: Result,
+    b: Result,
+    rng: np.random.Generator,
+    alpha: float,
+    min_effect: float,
+    max_samples: int,
+    notes: list[str],
+) -> tuple[float, dict[str, dict[str, float]], int]:
+    """Mann-Whitney U p-value, percentile differences with CIs, and +1 slower / -1 faster / 0."""
+    from scipy.stats import mannwhitneyu  # slow to import (~1 s); only compare needs it
+
+    sa = hist_samples(a.data.hists["latency"], max_samples, rng)
+    sb = hist_samples(b.data.hists["latency"], max_samples, rng)
+    if len(sa) < 5 or len(sb) < 5:
+        notes.append("too few latency samples for a test (need 5 per side)")
+        return 1.0, {}, 0
+    p_value = float(mannwhitneyu(sa, sb, alternative="two-sided").pvalue)
+    latency: dict[str, dict[str, float]] = {}
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        diff, lo, hi = _bootstrap_diff(sa, sb, q, rng)
+        base = float(np.quantile(sa, q)) / 1000.0
+        latency[name] = {
+            "a": round(base, 3),
+            "b": round(base + diff, 3),
+            "diff": round(diff, 3),
+            "ci_low": round(lo, 3),
+            "ci_high": round(hi, 3),
+            "ratio": round((base + diff) / base, 4) if base else 0.0,
+        }
+    ratio = latency["p50"]["ratio"]
+    verdict = 0
+    if p_value < alpha and abs(ratio - 1) > min_effect:
+        verdict = 1 if ratio > 1 else -1
+    return p_value, latency, verdict
+
+
+def _throughput(
+    a: Result, b: Result, rng: np.random.Generator, min_effect: float, notes: list[str]
+) -> tuple[dict[str, float], int]:
+    """Throughput ratio B/A with a bootstrap CI over full seconds; +1 faster / -1 slower / 0."""
+    ra, rb = _series_rps(a.data), _series_rps(b.data)
+    total_a, total_b = a.metric("throughput"), b.metric("throughput")
+    lo = hi = float("nan")
+    if len(ra) >= 3 and len(rb) >= 3:
+        means_a = ra[rng.integers(0, len(ra), size=(1000, len(ra)))].mean(axis=1)
+        means_b = rb[rng.integers(0, len(rb), size=(1000, len(rb)))].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = means_b / means_a
+        if np.isfinite(boot).any():
+            lo, hi = (float(x) for x in np.quantile(boot[np.isfinite(boot)], [0.025, 0.975]))
+    else:
+        notes.append("runs shorter than 3 s: no confidence interval for throughput")
+    out = {
+        "a_rps": round(total_a, 2),
+        "b_rps": round(total_b, 2),
+        "ratio": round(total_b / total_a, 4) if total_a else float("nan"),
+        "ci_low": round(lo, 4),
+        "ci_high": round(hi, 4),
+    }
+    if a.config.get("model") == "open" and b.config.get("model") == "open":
+        notes.append("open-model runs: throughput is set by the rate; judge by latency")
+        return out, 0
+    if math.isfinite(lo) and (lo > 1 + min_effect or hi < 1 - min_effect):
+        return out, 1 if lo > 1 else -1  # more throughput is faster
+    return out, 0
 
 
 def concat(parts: list[RunData]) -> RunData:

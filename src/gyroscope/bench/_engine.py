@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -69,6 +68,27 @@ class WorkerPlan:
     @property
     def duration(self) -> float:
         return sum(s.duration for s in self.stages)
+
+
+def weighted_order(weights: list[float], slots: int = 100) -> list[int]:
+    """One cycle of request indices in proportion to ``weights``, spread evenly (smooth weighted
+    round robin, as nginx balances upstreams), so any stretch of a run sees the intended mix.
+
+    >>> weighted_order([3, 1], slots=4)
+    [0, 0, 1, 0]
+    """
+    scale = slots / max(sum(weights), 1e-9)
+    ints = [max(1, round(w * scale)) for w in weights]
+    total = sum(ints)
+    current = [0] * len(ints)
+    order = []
+    for _ in range(total):
+        for i, w in enumerate(ints):
+            current[i] += w
+        best = max(range(len(ints)), key=current.__getitem__)
+        current[best] -= total
+        order.append(best)
+    return order
 
 
 class Engine:
@@ -122,12 +142,7 @@ class Engine:
         if len(encoded) == 1 and len(encoded[0]) == 1:
             only = encoded[0][0]
             return lambda: only
-        rng = random.Random(plan.seed if plan.seed is not None else None)
-        scale = 100 / max(sum(r.weight for r in plan.requests), 1e-9)
-        order = [
-            i for i, r in enumerate(plan.requests) for _ in range(max(1, round(r.weight * scale)))
-        ]
-        rng.shuffle(order)
+        order = weighted_order([r.weight for r in plan.requests])
         which = itertools.cycle(order)
         rows_at = [itertools.cycle(range(plan.index, plan.index + len(e))) for e in encoded]
 

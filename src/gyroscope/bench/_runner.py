@@ -110,6 +110,9 @@ async def _worker(plan: WorkerPlan, pipe: Connection) -> tuple[RunData, bool]:
     engine = make_engine(plan, on_tick=lambda i: pipe.send(("tick", i.to_json(), False)))
     pipe.send(("ready", None, False))
     start_at = await loop.run_in_executor(None, pipe.recv)
+    if start_at == "stop":  # stopped before the start: nothing measured, nothing lost
+        engine.interrupted = True
+        return engine.rec.finish(time.monotonic()), True
 
     def on_message() -> None:
         try:
@@ -169,7 +172,8 @@ class _Workers:
             if len(self.ready) == len(self.plans):
                 go = time.monotonic() + 0.05
                 for pipe in self.pipes:
-                    pipe.send(go)
+                    with contextlib.suppress(OSError):
+                        pipe.send(go)
         elif kind == "tick":
             if self.progress is not None:
                 self.progress(index, Interval.from_json(payload))

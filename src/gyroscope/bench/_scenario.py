@@ -65,12 +65,19 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def _mapping(node: yaml.Node, where: _Where, key: str) -> dict[str, yaml.Node]:
+def _mapping(
+    node: yaml.Node, where: _Where, key: str, known: set[str] | None = None
+) -> dict[str, yaml.Node]:
+    """The mapping's values by key; an unknown key is reported at the key's own line."""
     if not isinstance(node, yaml.MappingNode):
-        raise where.error("expected a mapping", _line(node), key)
+        raise where.error("expected a mapping", _line(node), key or None)
     out: dict[str, yaml.Node] = {}
     for k, v in node.value:
-        out[str(k.value)] = v
+        name = str(k.value)
+        if known is not None and name not in known:
+            full = f"{key}.{name}" if key else name
+            raise where.error(f"unknown key (known: {', '.join(sorted(known))})", _line(k), full)
+        out[name] = v
     return out
 
 
@@ -125,12 +132,7 @@ def _yaml_requests(
         raise where.error(f"not valid YAML: {getattr(exc, 'problem', exc)}", line) from None
     if root is None:
         raise where.error("the file is empty", None, "requests")
-    top_nodes = _mapping(root, where, "")
-    for key, value in top_nodes.items():
-        if key not in _TOP_KEYS:
-            raise where.error(
-                f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})", _line(value), key
-            )
+    top_nodes = _mapping(root, where, "", _TOP_KEYS)
     top = {k: _plain(v) for k, v in top_nodes.items() if k != "requests"}
     if "base_url" in top_nodes:
         top["_base_url_line"] = _line(top_nodes["base_url"])
@@ -143,14 +145,7 @@ def _yaml_requests(
         raise where.error("expected a non-empty list of requests", _line(node), "requests")
     out = []
     for i, item in enumerate(node.value):
-        fields = _mapping(item, where, f"requests[{i}]")
-        for key, value in fields.items():
-            if key not in _REQUEST_KEYS:
-                raise where.error(
-                    f"unknown key (known: {', '.join(sorted(_REQUEST_KEYS))})",
-                    _line(value),
-                    f"requests[{i}].{key}",
-                )
+        fields = _mapping(item, where, f"requests[{i}]", _REQUEST_KEYS)
         parsed = {k: (_plain(v), _line(v)) for k, v in fields.items()}
         out.append((parsed, _line(item)))
     return out, top

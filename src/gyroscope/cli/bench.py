@@ -374,9 +374,9 @@ def stress(
 @click.option(
     "--min-effect",
     type=float,
-    default=0.05,
+    default=0.10,
     show_default=True,
-    help="Smallest relative change that counts (0.05 = 5%).",
+    help="Smallest relative change that counts (0.10 = 10%).",
 )
 @click.option("--json", "as_json", is_flag=True)
 def compare_cmd(a: Path, b: Path, min_effect: float, as_json: bool) -> None:
