@@ -156,3 +156,45 @@ def test_control_api_token(echo_address: str) -> None:
             )
             assert good.status_code == 200
         assert proxy.faults.latency_ms == 5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_faults_changing_under_traffic_never_lose_or_reorder(echo_address: str, seed: int) -> None:
+    """Latency, jitter, bandwidth and direction change every few ms from another thread while
+    data streams both ways: every byte still arrives, in order."""
+    import random
+
+    rng = random.Random(seed)
+    payload = rng.randbytes(512 * 1024)
+    received = bytearray()
+    with (
+        FaultProxy.background(upstream=echo_address, seed=seed) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock,
+    ):
+
+        def read_all() -> None:
+            while len(received) < len(payload):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        writer = threading.Thread(target=sock.sendall, args=(payload,))
+        writer.start()
+        deadline = time.monotonic() + 60
+        while reader.is_alive() and time.monotonic() < deadline:
+            proxy.set_faults(
+                Faults(
+                    latency_ms=rng.choice([0, 0, 1, 5, 20]),
+                    jitter_ms=rng.choice([0, 10]),
+                    bandwidth_bps=rng.choice([0, 0, 2_000_000, 8_000_000]),
+                    direction=rng.choice(["both", "upstream", "downstream"]),
+                )
+            )
+            time.sleep(rng.uniform(0.002, 0.03))
+        proxy.clear_faults()
+        reader.join(timeout=30)
+        writer.join(timeout=30)
+    assert bytes(received) == payload
