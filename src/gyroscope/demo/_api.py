@@ -18,7 +18,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ApiError", "ChunkWriter", "InferenceRequest", "completion_body", "parse_inference"]
+from gyroscope.core import Response
+
+__all__ = [
+    "ApiError",
+    "ChunkWriter",
+    "InferenceRequest",
+    "completion_body",
+    "error_response",
+    "parse_inference",
+]
 
 Kind = Literal["chat", "completion"]
 
@@ -53,6 +62,10 @@ class ApiError(Exception):
                 "code": self.status,
             }
         }
+
+
+def error_response(exc: ApiError) -> Response:
+    return Response.json(exc.body(), status=exc.status)
 
 
 @dataclass(frozen=True, slots=True)
