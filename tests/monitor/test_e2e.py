@@ -88,3 +88,69 @@ async def test_killed_demo_server_fires_webhook(tmp_path: Path, receiver: Receiv
     finally:
         await monitor.stop()
         await demo.stop()
+
+
+async def test_demo_setup_fires_when_a_replica_dies_and_logs_it(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    from gyroscope.logs import LogsConfig, LogServer
+    from gyroscope.monitor import demo_monitor_config
+
+    demos = [DemoServer(DemoServerConfig(name=f"d{i}", listen="127.0.0.1:0")) for i in range(2)]
+    for demo in demos:
+        await demo.start()
+    logs = LogServer(LogsConfig(listen="127.0.0.1:0"), tmp_path / "logs")
+    await logs.start()
+    addresses = [d.url.removeprefix("http://") for d in demos]
+    cfg = demo_monitor_config(addresses, listen="127.0.0.1:0", webhook_url=receiver.url)
+    cfg = cfg.model_copy(
+        update={"alerting": cfg.alerting.model_copy(update={"log_store_url": logs.http.url})}
+    )
+    monitor = MonitorService(cfg, tmp_path / "data")
+    await monitor.start()
+    try:
+        async with httpx.AsyncClient(base_url=monitor.url) as client:
+
+            async def ups() -> list[str]:
+                body = (
+                    await client.get("/api/v1/query", params={"query": 'up{job="demo"}'})
+                ).json()
+                return sorted(r["value"][1] for r in body["data"]["result"])
+
+            for _ in range(300):
+                if await ups() == ["1", "1"]:
+                    break
+                await __import__("asyncio").sleep(0.05)
+            assert await ups() == ["1", "1"]
+            await demos[1].stop()
+            await wait_until(lambda: bool(receiver.received), timeout=60, what="the webhook")
+            (alert,) = receiver.received[0]["alerts"]
+            assert alert["labels"]["alertname"] == "DemoReplicaDown"
+            assert alert["labels"]["instance"] == addresses[1]
+            assert alert["annotations"]["summary"] == f"demo replica {addresses[1]} is down"
+            assert monitor.logship is not None
+            await wait_until(
+                lambda: monitor.logship is not None and monitor.logship.shipped >= 2,
+                timeout=30,
+                what="events in the log store",
+            )
+        async with httpx.AsyncClient(base_url=logs.http.url) as log_client:
+            now_ns = __import__("time").time_ns()
+            found = (
+                await log_client.get(
+                    "/loki/api/v1/query_range",
+                    params={
+                        "query": '{job="gyro-monitor", event="firing"}',
+                        "start": str(now_ns - 600 * 10**9),
+                        "end": str(now_ns + 10**9),
+                        "limit": "10",
+                    },
+                )
+            ).json()
+            lines = [v[1] for s in found["data"]["result"] for v in s["values"]]
+            assert any("DemoReplicaDown" in line for line in lines)
+    finally:
+        await monitor.stop()
+        await logs.stop()
+        for demo in demos:
+            await demo.stop()

@@ -19,9 +19,10 @@ from gyroscope.monitor._service import MonitorService, load_groups
 from gyroscope.monitor._silences import LabelMatcher, Silence, parse_matcher
 from gyroscope.monitor._slo import slo_rule_group
 from gyroscope.monitor._tsdb import TSDB
-from gyroscope.monitor._wiring import build_services
+from gyroscope.monitor._wiring import DEMO_RULES, build_services, demo_monitor_config
 
 __all__ = [
+    "DEMO_RULES",
     "STALE_NAN",
     "TSDB",
     "ActiveAlert",
@@ -46,6 +47,7 @@ __all__ = [
     "build_services",
     "check_rule_file",
     "decode_chunk",
+    "demo_monitor_config",
     "encode_chunk",
     "fingerprint",
     "format_labels",

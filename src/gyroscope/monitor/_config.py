@@ -189,6 +189,7 @@ class AlertingConfig(StrictModel):
     flap_threshold: int = Field(default=4, ge=2)  # state changes within flap_window = flapping
     flap_window: Duration = 600.0
     resolve_timeout: Duration = 300.0
+    log_store_url: str | None = None  # e.g. http://127.0.0.1:3100: alert events also go there
 
     @model_validator(mode="after")
     def _receivers_exist(self) -> AlertingConfig:
@@ -218,6 +219,7 @@ class MonitorConfig(StrictModel):
     host: HostConfig = HostConfig()
     databases: list[DatabaseCheck] = Field(default_factory=list)
     rule_files: list[str] = Field(default_factory=list)
+    rules: list[dict[str, Any]] = Field(default_factory=list)  # inline groups, as in a rule file
     slos: list[SloConfig] = Field(default_factory=list)
     evaluation_interval: Duration = 15.0
     retention: Duration = 15 * 86400.0

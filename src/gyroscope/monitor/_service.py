@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import yaml
 from prometheus_client import Counter, Gauge
 
 from gyroscope.core import (
@@ -33,10 +34,11 @@ from gyroscope.monitor._config import MonitorConfig
 from gyroscope.monitor._dispatch import AmAlert, Dispatcher, Notification
 from gyroscope.monitor._exposition import Labels, Sample
 from gyroscope.monitor._history import History
+from gyroscope.monitor._logship import LogShipper
 from gyroscope.monitor._notify import DeliveryQueue
 from gyroscope.monitor._promql import Engine
 from gyroscope.monitor._ruleeval import ActiveAlert, GroupEvaluator
-from gyroscope.monitor._rulefile import RuleGroup, load_rule_file
+from gyroscope.monitor._rulefile import RuleGroup, load_rule_file, parse_rule_groups
 from gyroscope.monitor._scrape import ScrapeTarget
 from gyroscope.monitor._silences import Silence
 from gyroscope.monitor._slo import slo_rule_group
@@ -55,6 +57,13 @@ def load_groups(config: MonitorConfig, base: Path | None = None) -> list[RuleGro
         if base is not None and not path.is_absolute():
             path = base / path
         groups += load_rule_file(path)
+    if config.rules:
+        inline, errors = parse_rule_groups(
+            yaml.safe_dump({"groups": config.rules}), "monitor.rules"
+        )
+        if errors:
+            raise errors[0]
+        groups += inline
     groups += [slo_rule_group(slo) for slo in config.slos]
     return groups
 
@@ -100,6 +109,9 @@ class MonitorService(Service):
         self.dispatcher = Dispatcher(cfg.alerting, external_url=cfg.external_url)
         for silence in self.history.load_silences():
             self.dispatcher.add_silence(silence)
+        self.logship: LogShipper | None = None
+        if cfg.alerting.log_store_url:
+            self.logship = LogShipper(cfg.alerting.log_store_url, self.client)
         self.delivery = DeliveryQueue(cfg.alerting.receivers, self.client, self._on_delivery)
         self.evaluators = [GroupEvaluator(g, self.engine) for g in groups]
         self.targets = [
@@ -123,6 +135,8 @@ class MonitorService(Service):
         await self.http.start()
         self.started = True
         self._spawn(self.delivery.run())
+        if self.logship is not None:
+            self._spawn(self.logship.run())
         self._spawn(self._dispatch_loop())
         self._spawn(self._retention_loop())
         for target in self.targets:
@@ -157,8 +171,11 @@ class MonitorService(Service):
                 await task
         self._tasks.clear()
         await self.http.stop(grace)
+        self._record(self.dispatcher.drain_events())
+        if self.logship is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.logship.flush(), grace)
         await self.client.aclose()
-        self.history.record(self.dispatcher.drain_events())
         self.db.close()
         self.history.close()
 
@@ -252,7 +269,7 @@ class MonitorService(Service):
             self._wake_dispatch.clear()
             for notification in self.dispatcher.tick(time.time()):
                 self.delivery.submit(notification)
-            self.history.record(self.dispatcher.drain_events())
+            self._record(self.dispatcher.drain_events())
             self._m_alerts.set(len(self.dispatcher.alerts))
 
     async def _retention_loop(self) -> None:
@@ -271,7 +288,13 @@ class MonitorService(Service):
             "integration": integration,
             "error": error,
         }
-        self.history.record([event])
+        self._record([event])
+
+    def _record(self, events: list[dict[str, Any]]) -> None:
+        if events:
+            self.history.record(events)
+            if self.logship is not None:
+                self.logship.add(events)
 
     # -- collectors ------------------------------------------------------------------------------
     def _store(self, samples: list[tuple[Labels, float]]) -> None:
@@ -328,7 +351,7 @@ class MonitorService(Service):
 
     def acknowledge(self, fps: list[str], *, by: str, comment: str) -> list[str]:
         done = self.dispatcher.acknowledge(fps, by=by, comment=comment, now=time.time())
-        self.history.record(self.dispatcher.drain_events())
+        self._record(self.dispatcher.drain_events())
         return done
 
     def targets_view(self) -> list[dict[str, object]]:

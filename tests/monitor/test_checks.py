@@ -1,0 +1,172 @@
+"""Scraping (including a target answering garbage), HTTP/TCP/DNS probes, host, GPU and Redis checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gyroscope.core import HttpServer, Request, Response
+from gyroscope.monitor import TSDB, Engine
+from gyroscope.monitor._checks import database_samples, gpu_samples, gpu_status, host_samples, probe
+from gyroscope.monitor._config import DatabaseCheck, HostConfig, ProbeConfig
+from gyroscope.monitor._scrape import ScrapeTarget
+from gyroscope.testing import free_port, require_server
+
+
+class Target:
+    def __init__(self) -> None:
+        self.body = b'# TYPE req counter\nreq_total{code="200"} 5\nqueue 2\n'
+        self.status = 200
+        self.server = HttpServer(self.handle, port=0, name="target")
+
+    async def handle(self, request: Request) -> Response:
+        if request.path == "/json":
+            return Response.json({"status": {"ready": True}, "items": [1, 2]})
+        return Response(self.body, status=self.status)
+
+
+@pytest.fixture
+async def target() -> Target:
+    t = Target()
+    await t.server.start()
+    yield t  # type: ignore[misc]
+    await t.server.stop(0.5)
+
+
+def values(db: TSDB, query: str, t: float) -> dict[str, float]:
+    result = Engine(db).instant(query, t)
+    assert isinstance(result, list)
+    return {dict(lb).get("__name__", "") + str(sorted(dict(lb).items())): v for lb, v in result}  # type: ignore[misc]
+
+
+async def test_scrape_stores_samples_and_garbage_stores_nothing(
+    tmp_path: Path, target: Target
+) -> None:
+    db = TSDB(tmp_path / "t.sqlite")
+    async with httpx.AsyncClient() as client:
+        scraper = ScrapeTarget(db, client, job="app", address=f"127.0.0.1:{target.server.port}")
+        await scraper.scrape_once(1_000_000)
+        assert scraper.state.health == "up" and scraper.state.samples == 2
+        got = Engine(db).instant('req_total{job="app"}', 1000.0)
+        assert got == [
+            (
+                (
+                    ("__name__", "req_total"),
+                    ("code", "200"),
+                    ("instance", scraper.address),
+                    ("job", "app"),
+                ),
+                5.0,
+            )
+        ]
+        target.body = b"<html>oops</html>\nreq_total 6\n"
+        await scraper.scrape_once(1_001_000)
+        assert scraper.state.health == "down"
+        assert (
+            "line 1" in scraper.state.last_error
+            and "not the Prometheus text format" in scraper.state.last_error
+        )
+        # nothing from the garbage page was stored, the old series went stale, up is 0
+        assert Engine(db).instant("req_total", 1001.0) == []
+        assert [v for _, v in Engine(db).instant("up", 1001.0)] == [0.0]  # type: ignore[misc]
+        target.body = b"queue 3\n"
+        await scraper.scrape_once(1_002_000)
+        assert [v for _, v in Engine(db).instant("queue", 1002.0)] == [3.0]  # type: ignore[misc]
+        assert scraper.as_dict()["health"] == "up"
+
+
+async def test_unreachable_target_is_down(tmp_path: Path) -> None:
+    db = TSDB(tmp_path / "t.sqlite")
+    async with httpx.AsyncClient() as client:
+        scraper = ScrapeTarget(db, client, job="app", address=f"127.0.0.1:{free_port()}", timeout=2)
+        await scraper.scrape_once(1_000_000)
+    assert scraper.state.health == "down"
+    assert [v for _, v in Engine(db).instant("up", 1000.0)] == [0.0]  # type: ignore[misc]
+
+
+def _by_name(samples: list[tuple[tuple[tuple[str, str], ...], float]]) -> dict[str, float]:
+    return {dict(lb)["__name__"]: v for lb, v in samples}
+
+
+async def test_http_probe_checks_status_body_and_json(target: Target) -> None:
+    base = f"http://127.0.0.1:{target.server.port}"
+    async with httpx.AsyncClient() as client:
+        ok = _by_name(
+            await probe(
+                ProbeConfig(
+                    name="p", target=f"{base}/json", json_path="status.ready", json_value=True
+                ),
+                client,
+            )
+        )
+        assert ok["probe_success"] == 1.0 and ok["probe_http_status_code"] == 200.0
+        assert ok["probe_duration_seconds"] > 0
+        wrong = _by_name(
+            await probe(
+                ProbeConfig(name="p", target=f"{base}/json", json_path="items.1", json_value=3),
+                client,
+            )
+        )
+        assert wrong["probe_success"] == 0.0
+        body = _by_name(
+            await probe(ProbeConfig(name="p", target=f"{base}/m", body_regex="queue \\d"), client)
+        )
+        assert body["probe_success"] == 1.0
+        target.status = 503
+        bad = _by_name(await probe(ProbeConfig(name="p", target=f"{base}/m"), client))
+        assert bad["probe_success"] == 0.0 and bad["probe_http_status_code"] == 503.0
+        down = _by_name(
+            await probe(ProbeConfig(name="p", target=f"http://127.0.0.1:{free_port()}/"), client)
+        )
+        assert down["probe_success"] == 0.0
+
+
+async def test_tcp_and_dns_probes(target: Target) -> None:
+    async with httpx.AsyncClient() as client:
+        up = _by_name(
+            await probe(
+                ProbeConfig(name="t", kind="tcp", target=f"127.0.0.1:{target.server.port}"), client
+            )
+        )
+        down = _by_name(
+            await probe(
+                ProbeConfig(name="t", kind="tcp", target=f"127.0.0.1:{free_port()}"), client
+            )
+        )
+        dns = _by_name(await probe(ProbeConfig(name="d", kind="dns", target="localhost"), client))
+        nodns = _by_name(
+            await probe(
+                ProbeConfig(name="d", kind="dns", target="no-such-host.invalid", timeout=5), client
+            )
+        )
+    assert (up["probe_success"], down["probe_success"]) == (1.0, 0.0)
+    assert (dns["probe_success"], nodns["probe_success"]) == (1.0, 0.0)
+
+
+def test_host_metrics_and_no_gpu() -> None:
+    got = _by_name(host_samples(HostConfig(processes=["python", "python3"])))
+    assert got["node_memory_total_bytes"] > got["node_memory_available_bytes"] > 0
+    assert "node_load1" in got and "node_filesystem_size_bytes" in got
+    assert gpu_status().startswith("no GPU")
+    assert gpu_samples() == []
+
+
+async def test_redis_check() -> None:
+    require_server("redis", "127.0.0.1", 16379)
+    got = _by_name(
+        await database_samples(DatabaseCheck(name="r", kind="redis", address="127.0.0.1:16379"))
+    )
+    assert (
+        got["db_up"] == 1.0 and got["db_query_seconds"] > 0 and "db_redis_connected_clients" in got
+    )
+
+
+async def test_database_down_is_a_sample() -> None:
+    got = _by_name(
+        await database_samples(
+            DatabaseCheck(name="r", kind="redis", address=f"127.0.0.1:{free_port()}", timeout=3)
+        )
+    )
+    assert got == {"db_up": 0.0}
