@@ -152,3 +152,32 @@ def test_histogram_buckets_are_cumulative_and_inclusive() -> None:
         hist.observe(value)
     assert hist.buckets() == [("0.1", 2), ("1.0", 4), ("+Inf", 5)]
     assert hist.total == pytest.approx(8.65)
+
+
+async def test_engine_cancels_waiting_and_running_sequences() -> None:
+    from gyroscope.demo._engine import Engine, EngineStopped, Sequence
+
+    engine = Engine(
+        slots=1, max_queue=4, timing=Timing(step_ms=5, step_alpha=0, prefill_ms_per_token=0)
+    )
+    engine.start()
+    try:
+        first, second, third = (Sequence(1, 3, 0.0) for _ in range(3))
+        assert all(engine.submit(s) for s in (first, second, third))
+        await poll(lambda: engine.running == 1)
+        engine.cancel(second)  # still queued: leaves the queue at once
+        assert engine.waiting == 1
+        await asyncio.wait_for(engine.wait(first, 3), 10)
+        await asyncio.wait_for(engine.wait(third, 3), 10)
+        assert first.done and third.done and not second.done and second.generated == 0
+        assert (engine.running, engine.waiting) == (0, 0)
+        hung = Sequence(1, 1000, 0.0)
+        engine.submit(hung)
+        await poll(lambda: engine.running == 1)
+        engine.cancel(hung)  # running: its slot is free before the next step
+        assert engine.running == 0
+    finally:
+        await engine.stop()
+    late = Sequence(1, 2, 0.0)
+    with pytest.raises(EngineStopped):
+        await engine.wait(late, 1)
