@@ -147,3 +147,24 @@ def test_regex_matchers_are_anchored(tmp_path: Path, op: str) -> None:
         db.append((("__name__", "up"), ("job", job)), 1000, 1.0)
     jobs = sorted(dict(d.labels)["job"] for d in db.select([("job", op, "api")], 0, 2000))
     assert jobs == (["api"] if op == "=~" else ["api-canary"])
+
+
+def test_downsampling_keeps_last_sample_per_bucket_and_rates(tmp_path: Path) -> None:
+    db = TSDB(tmp_path / "t.sqlite", chunk_samples=120)
+    labels = (("__name__", "c_total"),)
+    for i in range(3600):  # one hour at 1 s, a counter rising 2/s
+        db.append(labels, i * 1000, 2.0 * i)
+        db.commit()
+    db.flush_all()
+    from gyroscope.monitor import Engine
+
+    before = Engine(db).instant("rate(c_total[30m])", 3000.0)
+    removed = db.downsample(cutoff_ms=3_000_000, resolution_ms=60_000)
+    assert removed == 3000 - 50  # 25 chunks end before the cutoff; one sample per minute stays
+    data = db.read(db.series_id(labels), 0, 10**9)
+    old = data.ts[data.ts < 3_000_000]
+    assert old.tolist() == [59_000 + 60_000 * k for k in range(50)]
+    assert (data.ts[data.ts >= 3_000_000] == np.arange(3_000_000, 3_600_000, 1000)).all()
+    after = Engine(db).instant("rate(c_total[30m])", 3000.0)
+    assert [round(v, 6) for _, v in before] == [round(v, 6) for _, v in after] == [2.0]  # type: ignore[misc]
+    assert db.downsample(cutoff_ms=3_000_000, resolution_ms=60_000) == 0  # incremental: nothing new

@@ -223,6 +223,8 @@ class MonitorConfig(StrictModel):
     slos: list[SloConfig] = Field(default_factory=list)
     evaluation_interval: Duration = 15.0
     retention: Duration = 15 * 86400.0
+    downsample_after: Duration | None = 7 * 86400.0  # older data keeps one sample per resolution
+    downsample_resolution: Duration = 300.0
     alerting: AlertingConfig = AlertingConfig()
     external_url: str = ""
 

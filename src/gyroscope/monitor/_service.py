@@ -275,7 +275,12 @@ class MonitorService(Service):
     async def _retention_loop(self) -> None:
         while True:
             await asyncio.sleep(3600)
-            self.db.enforce_retention()
+            now_ms = int(time.time() * 1000)
+            self.db.enforce_retention(now_ms)
+            after = self.config.downsample_after
+            if after is not None:
+                resolution = int(self.config.downsample_resolution * 1000)
+                self.db.downsample(now_ms - int(after * 1000), resolution)
 
     def _on_delivery(self, notification: Notification, integration: str, error: str | None) -> None:
         self._m_notify.labels(notification.receiver, "error" if error else "ok").inc()
