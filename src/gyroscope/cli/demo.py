@@ -72,6 +72,13 @@ def _default(name: str) -> Any:
 )
 @click.option("--admin-token", default=None, help="Bearer token for /admin (needed off loopback).")
 @click.option(
+    "--grace",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM.",
+)
+@click.option(
     "--fault",
     "faults",
     multiple=True,
@@ -79,7 +86,12 @@ def _default(name: str) -> Any:
     help="Start with a fault (keys: gyro demo fault --help).",
 )
 def serve(
-    host: str, port: int, faults: tuple[str, ...], admin_token: str | None, **knobs: Any
+    host: str,
+    port: int,
+    faults: tuple[str, ...],
+    admin_token: str | None,
+    grace: float,
+    **knobs: Any,
 ) -> None:
     """Serve a simulated model on HOST:PORT until Ctrl-C or SIGTERM.
 
@@ -107,7 +119,7 @@ def serve(
     except ValidationError as exc:
         error = format_validation_error(exc, None)
         raise ConfigError(error.message, key=f"--{(error.key or '').replace('_', '-')}") from None
-    run(run_alone(DemoServer(config), on_ready=_announce))
+    run(run_alone(DemoServer(config), grace=grace, on_ready=_announce))
 
 
 def _announce(server: Any) -> None:
