@@ -13,19 +13,12 @@
 True
 """
 
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from gyroscope.backup._archiver import BackupResult, BackupStats, backup
 from gyroscope.backup._backend import AppendOnly, Backend, LocalBackend, ObjectInfo, open_backend
 from gyroscope.backup._check import CheckReport, check
-from gyroscope.backup._config import (
-    BackupConfig,
-    DrillConfig,
-    JobConfig,
-    RepositoryConfig,
-    RetentionConfig,
-    SourceConfig,
-)
 from gyroscope.backup._crypto import KdfParams
 from gyroscope.backup._drill import DrillResult, restore_drill
 from gyroscope.backup._errors import (
@@ -43,15 +36,12 @@ from gyroscope.backup._errors import (
     StorageFullError,
     WrongPasswordError,
 )
-from gyroscope.backup._jobs import run_drill, run_job
 from gyroscope.backup._locks import RepoLock, live_locks, remove_stale_locks
 from gyroscope.backup._prune import PruneStats, forget, prune
 from gyroscope.backup._repo import FORMAT_VERSION, Repository, Secret
 from gyroscope.backup._restore import RestoreStats, dump, restore
 from gyroscope.backup._retention import RetentionPolicy, SnapshotRef, apply_retention
-from gyroscope.backup._service import BackupScheduler, is_overdue, seconds_until_next
 from gyroscope.backup._tree import Snapshot, find_snapshot, list_snapshots
-from gyroscope.core import ServiceSpec
 from gyroscope.errors import BackupError
 
 __all__ = [
@@ -115,14 +105,43 @@ __all__ = [
 ]
 
 
-def build_services(section: BackupConfig, data_dir: Path) -> list[ServiceSpec]:
-    """The scheduler ``gyro up`` runs for the ``backup:`` section (none when no job is defined)."""
-    if not section.jobs:
-        return []
-    return [
-        ServiceSpec(
-            name="backup",
-            config=section,
-            factory=lambda: BackupScheduler(section, data_dir=data_dir),
-        )
-    ]
+# The scheduler, its config models and the job runner pull in pydantic and the HTTP kernel; they
+# load on first use so that `gyro backup create` starts fast (it runs from cron, often).
+_LAZY = {
+    "BackupConfig": "_config",
+    "DrillConfig": "_config",
+    "JobConfig": "_config",
+    "RepositoryConfig": "_config",
+    "RetentionConfig": "_config",
+    "SourceConfig": "_config",
+    "run_drill": "_jobs",
+    "run_job": "_jobs",
+    "BackupScheduler": "_service",
+    "build_services": "_service",
+    "is_overdue": "_service",
+    "seconds_until_next": "_service",
+}
+
+if TYPE_CHECKING:
+    from gyroscope.backup._config import (
+        BackupConfig,
+        DrillConfig,
+        JobConfig,
+        RepositoryConfig,
+        RetentionConfig,
+        SourceConfig,
+    )
+    from gyroscope.backup._jobs import run_drill, run_job
+    from gyroscope.backup._service import (
+        BackupScheduler,
+        build_services,
+        is_overdue,
+        seconds_until_next,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gyroscope.backup' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gyroscope.backup.{module}"), name)

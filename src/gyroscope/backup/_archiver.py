@@ -148,11 +148,16 @@ def _walk(
 
 
 def _unchanged(entry: Entry, old: Entry, repo: Repository) -> bool:
-    if old.get("t") != "f":
+    """The files cache: same size, mtime, ctime and inode, and every chunk still indexed."""
+    if not (
+        old.get("t") == "f"
+        and old.get("s") == entry["s"]
+        and old.get("mt") == entry["mt"]
+        and old.get("ct") == entry["ct"]
+        and old.get("i") == entry["i"]
+    ):
         return False
-    if any(old.get(k) != entry.get(k) for k in ("s", "mt", "ct", "i")):
-        return False
-    return all(bytes.fromhex(c) in repo.index for c in old.get("c", []))
+    return all(map(repo.index.__contains__, map(bytes.fromhex, old.get("c", ()))))
 
 
 def arc_path(path: str) -> str:

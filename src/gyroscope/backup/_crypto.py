@@ -45,7 +45,7 @@ RAW, ZSTD = 0, 1
 class KdfParams:
     """Argon2id cost: ``time`` passes over ``memory_kib`` KiB with ``parallelism`` lanes."""
 
-    time: int = 3
+    time: int = 2
     memory_kib: int = 65536
     parallelism: int = 2
 

@@ -26,9 +26,9 @@ from prometheus_client import Counter, Gauge
 from gyroscope.backup._config import BackupConfig, JobConfig
 from gyroscope.backup._errors import SnapshotNotFound
 from gyroscope.backup._jobs import run_drill, run_job
-from gyroscope.core import CollectorRegistry, Health, Service, atomic_write
+from gyroscope.core import CollectorRegistry, Health, Service, ServiceSpec, atomic_write
 
-__all__ = ["BackupScheduler", "is_overdue", "seconds_until_next"]
+__all__ = ["BackupScheduler", "build_services", "is_overdue", "seconds_until_next"]
 
 log = logging.getLogger(__name__)
 
@@ -237,3 +237,16 @@ class BackupScheduler(Service):
         atomic_write(
             self.state_path, json.dumps({n: asdict(s) for n, s in self.states.items()}).encode()
         )
+
+
+def build_services(section: BackupConfig, data_dir: Path) -> list[ServiceSpec]:
+    """The scheduler ``gyro up`` runs for the ``backup:`` section (none when no job is defined)."""
+    if not section.jobs:
+        return []
+    return [
+        ServiceSpec(
+            name="backup",
+            config=section,
+            factory=lambda: BackupScheduler(section, data_dir=data_dir),
+        )
+    ]

@@ -1,6 +1,6 @@
 """Snapshot manifests: a flat, ordered tree of entries, stored as chunked blobs.
 
-Every entry is a small JSON object, one per line, parents before children::
+The tree is one JSON array of small objects, parents before children::
 
     {"p": "home/ann/notes.txt", "t": "f", "m": 33188, "u": 1000, "g": 1000, "U": "ann", "G": "ann",
      "mt": 1700000000000000000, "at": ..., "ct": ..., "i": 131, "s": 42, "c": ["<chunk id>", ...]}
@@ -88,13 +88,12 @@ def entry_from_stat(path: str, st: os.stat_result) -> Entry:
 
 
 def encode_tree(entries: list[Entry]) -> bytes:
-    return "\n".join(json.dumps(e, separators=(",", ":")) for e in entries).encode()
+    return json.dumps(entries, separators=(",", ":")).encode()
 
 
 def decode_tree(data: bytes) -> Iterator[Entry]:
-    for line in data.splitlines():
-        if line:
-            yield json.loads(line)
+    entries: list[Entry] = json.loads(data) if data else []
+    return iter(entries)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

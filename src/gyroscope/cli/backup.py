@@ -134,7 +134,7 @@ def _progress(
     "--append-only", is_flag=True, help="Refuse every delete and overwrite (ransomware protection)."
 )
 @click.option("--kdf-memory", default=65536, show_default=True, help="Argon2id memory in KiB.")
-@click.option("--kdf-time", default=3, show_default=True, help="Argon2id passes.")
+@click.option("--kdf-time", default=2, show_default=True, help="Argon2id passes.")
 def init(
     repo: str,
     password_file: Path | None,
