@@ -527,7 +527,8 @@ class HttpServer:
         if self.connections:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_closed.wait(), timeout=grace)
-        tasks = [conn._task for conn in self.connections if conn._task is not None]
+        me = asyncio.current_task()  # stop() may run inside a handler (a shutdown endpoint)
+        tasks = [c._task for c in self.connections if c._task is not None and c._task is not me]
         for conn in list(self.connections):
             conn.abort()
         if tasks:
