@@ -383,8 +383,13 @@ def prove(seq: int, data_dir: Path | None, url: str | None, since_size: int | No
     default=None,
     help="Trusted public key (PEM) for --proof; default: the key inside the proof.",
 )
+@click.option(
+    "--deep", is_flag=True, help="Check every record even in segments whose seal matches."
+)
 @_json
-def verify(data_dir: Path | None, proof_file: Any, key_file: Any, as_json: bool) -> None:
+def verify(
+    data_dir: Path | None, proof_file: Any, key_file: Any, deep: bool, as_json: bool
+) -> None:
     """Scrub the store (CRC, sequence, Merkle leaves, signed checkpoints), or check a proof.
 
     Exit status 1 and one line per problem (kind, file, byte offset) when anything is wrong.
@@ -403,7 +408,7 @@ def verify(data_dir: Path | None, proof_file: Any, key_file: Any, as_json: bool)
         return
     store = _open(data_dir)
     try:
-        report = verify_store(store)
+        report = verify_store(store, deep=deep)
     finally:
         store.close()
     if as_json:
@@ -413,7 +418,8 @@ def verify(data_dir: Path | None, proof_file: Any, key_file: Any, as_json: bool)
             click.echo(str(p))
         click.echo(
             f"{'OK' if report.ok else 'FAILED'}: {report.records} records in {report.segments} "
-            f"segments, {report.checkpoints} signed checkpoints, {len(report.problems)} problems "
+            f"segments ({report.sealed} matched their signed seal), "
+            f"{report.checkpoints} signed checkpoints, {len(report.problems)} problems "
             f"({report.seconds:.2f}s)"
         )
     if not report.ok:

@@ -238,7 +238,8 @@ class LogApi:
         )
 
     async def verify(self, req: Request) -> Response:
-        report = await asyncio.to_thread(verify_store, self.server.store)
+        deep = _param(req, "deep") in ("1", "true", "yes")
+        report = await asyncio.to_thread(verify_store, self.server.store, deep=deep)
         self.server.last_verify = report
         return Response.json(report.as_dict(), status=200 if report.ok else 409)
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gyroscope.logs._errors import LogStoreError
 
-__all__ = ["ORIGIN", "Checkpoint", "CheckpointLog"]
+__all__ = ["ORIGIN", "Checkpoint", "CheckpointLog", "Seal"]
 
 ORIGIN = "gyroscope/logs"
 
@@ -60,6 +60,27 @@ class Checkpoint:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Seal:
+    """A signed BLAKE3 digest of a sealed segment's exact bytes, taken from what the writer wrote.
+
+    A scrub that finds a segment's digest unchanged knows every byte is as written (and so every
+    record matches the leaf hash computed from the same bytes at append time) without decoding
+    it; a changed digest sends the scrubber through the segment record by record to say where.
+    """
+
+    base: int
+    last_seq: int
+    size: int
+    digest: bytes
+    signature: bytes
+
+    def body(self) -> bytes:
+        return (
+            f"{ORIGIN}\nsegment {self.base} {self.last_seq} {self.size} {self.digest.hex()}\n"
+        ).encode()
+
+
 class CheckpointLog:
     """Sign and keep checkpoints; verify them with the public key.
 
@@ -81,6 +102,58 @@ class CheckpointLog:
     @property
     def log_path(self) -> Path:
         return self.directory / "checkpoints.log"
+
+    @property
+    def seal_path(self) -> Path:
+        return self.directory / "seals.log"
+
+    def seal(self, base: int, last_seq: int, size: int, digest: bytes) -> Seal:
+        """Sign and durably append a segment seal (a later seal of the same segment wins)."""
+        assert self._key is not None, "open() first"
+        sig = self._key.sign(Seal(base, last_seq, size, digest, b"").body())
+        line = {
+            "last_seq": last_seq,
+            "base": base,
+            "size": size,
+            "digest": digest.hex(),
+            "signature": base64.b64encode(sig).decode(),
+        }
+        with open(self.seal_path, "ab") as fh:
+            fh.write(json.dumps(line).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return Seal(base, last_seq, size, digest, sig)
+
+    def seals(self) -> dict[int, Seal]:
+        """The newest seal per segment whose signature verifies (others are ignored)."""
+        out: dict[int, Seal] = {}
+        try:
+            lines = self.seal_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return out
+        for raw in lines:
+            try:
+                d = json.loads(raw)
+                seal = Seal(
+                    int(d["base"]),
+                    int(d["last_seq"]),
+                    int(d["size"]),
+                    bytes.fromhex(d["digest"]),
+                    base64.b64decode(d["signature"]),
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+            if self._valid(seal.signature, seal.body()):
+                out[seal.base] = seal
+        return out
+
+    def _valid(self, signature: bytes, body: bytes) -> bool:
+        assert self.public is not None, "open() first"
+        try:
+            self.public.verify(signature, body)
+        except InvalidSignature:
+            return False
+        return True
 
     def open(self, *, create: bool = True) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

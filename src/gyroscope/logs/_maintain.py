@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from blake3 import blake3
 
 from gyroscope.core import atomic_write
 from gyroscope.logs._errors import LogStoreError
@@ -35,6 +36,11 @@ def _rewrite(store: LogStore, seg: Segment, drop: Callable[[int, str], bool]) ->
         parts, changed = [], 0
         for frame in result.frames:
             rec = frame.record
+            if rec.seq < store.merkle.size and store.merkle.leaf(rec.seq) != rec.leaf:
+                raise LogStoreError(
+                    f"{seg.path}: offset {frame.offset}: record {rec.seq} does not match its "
+                    "Merkle leaf; will not rewrite a tampered segment (run `gyro logs verify`)"
+                )
             if rec.redacted or not drop(rec.seq, rec.labels):
                 parts.append(bytes(view[frame.offset : frame.end]))
                 continue
@@ -53,6 +59,7 @@ def _rewrite(store: LogStore, seg: Segment, drop: Callable[[int, str], bool]) ->
     if changed:
         data = b"".join(parts)
         atomic_write(seg.path, data)
+        store.checkpoints.seal(seg.base, seg.last_seq, len(data), blake3(data).digest())
         seg.size = len(data)
         seg.bloom = None
         seg.index_from(scan_frames(seg.path, data))

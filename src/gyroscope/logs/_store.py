@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from blake3 import blake3
 
 from gyroscope.logs._checkpoint import Checkpoint, CheckpointLog
 from gyroscope.logs._errors import LogStoreError, StoreLockedError
@@ -91,6 +92,7 @@ class LogStore:
         self.damage: list[Damage] = []
         self.dedup: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._fd = -1
+        self._hasher = blake3()  # of the active segment's bytes, as written: becomes its seal
         self._lock_fd = -1
         self._since_checkpoint = 0
         self._indexer: threading.Thread | None = None
@@ -124,7 +126,10 @@ class LogStore:
         if not readonly and (not self.segments or self.segments[-1].sealed):
             self._new_segment()
         elif not readonly:
-            self._fd = os.open(self.segments[-1].path, os.O_WRONLY | os.O_APPEND)
+            active = self.segments[-1]
+            self._fd = os.open(active.path, os.O_WRONLY | os.O_APPEND)
+            with active.mapped() as view:
+                self._hasher = blake3(view)
         cp = self.checkpoints.latest()
         self._since_checkpoint = self.next_seq - (cp.size if cp else 0)
         return self
@@ -249,6 +254,7 @@ class LogStore:
             data = b"".join(parts)
             self._write_all(data)
             os.fdatasync(self._fd)
+            self._hasher.update(data)
             # readers see the new size before the new records, so never a record past the end
             seg.size = offset
             for note in notes:
@@ -286,6 +292,7 @@ class LogStore:
         finally:
             os.close(dfd)
         self.segments.append(seg)
+        self._hasher = blake3()
         return seg
 
     def _rotate(self) -> Segment:
@@ -293,6 +300,7 @@ class LogStore:
         os.close(self._fd)
         old.sealed = True
         self.merkle.sync()
+        self.checkpoints.seal(old.base, old.last_seq, old.size, self._hasher.digest())
         self._queue_index(old)
         return self._new_segment()
 
