@@ -170,3 +170,68 @@ async def test_database_down_is_a_sample() -> None:
         )
     )
     assert got == {"db_up": 0.0}
+
+
+async def test_https_probe_reports_certificate_expiry(tmp_path: Path) -> None:
+    import asyncio
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    not_after = datetime.datetime(2031, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_pem, key_pem)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            trusted = _by_name(
+                await probe(
+                    ProbeConfig(
+                        name="tls", target=f"https://localhost:{port}/", ca_file=str(cert_pem)
+                    ),
+                    client,
+                )
+            )
+            untrusted = _by_name(
+                await probe(ProbeConfig(name="tls", target=f"https://localhost:{port}/"), client)
+            )
+    finally:
+        server.close()
+    assert trusted["probe_success"] == 1.0
+    assert trusted["probe_ssl_earliest_cert_expiry"] == not_after.timestamp()
+    assert untrusted["probe_success"] == 0.0

@@ -32,11 +32,20 @@ def labels(i: int) -> dict[str, str]:
 @settings(max_examples=150, deadline=None)
 @given(ops)
 def test_dispatcher_properties(history: list[tuple[str, int, float, float]]) -> None:
-    d = Dispatcher(AlertingConfig.model_validate({
-        "route": {"receiver": "default", "group_by": ["alertname"], "group_wait": 5, "group_interval": 30,
-                  "repeat_interval": REPEAT},
-        "flap_threshold": 1000,
-    }))
+    d = Dispatcher(
+        AlertingConfig.model_validate(
+            {
+                "route": {
+                    "receiver": "default",
+                    "group_by": ["alertname"],
+                    "group_wait": 5,
+                    "group_interval": 30,
+                    "repeat_interval": REPEAT,
+                },
+                "flap_threshold": 1000,
+            }
+        )
+    )
     now = T0
     last_sent: dict[str, tuple[float, frozenset[tuple[str, str]]]] = {}
     told: dict[str, str] = {}  # what the receiver last heard about each alert

@@ -42,6 +42,12 @@ def _json_path(doc: Any, path: str) -> Any:
 async def _http(cfg: ProbeConfig, client: httpx.AsyncClient, base: dict[str, str]) -> Samples:
     out: Samples = []
     ok = True
+    own: httpx.AsyncClient | None = None
+    if cfg.ca_file or cfg.insecure_skip_verify:
+        verify: ssl.SSLContext | bool = False
+        if cfg.ca_file and not cfg.insecure_skip_verify:
+            verify = ssl.create_default_context(cafile=cfg.ca_file)
+        client = own = httpx.AsyncClient(verify=verify)
     try:
         response = await client.request(cfg.method, cfg.target, timeout=cfg.timeout)
         out.append((_labels("probe_http_status_code", **base), float(response.status_code)))
@@ -59,17 +65,23 @@ async def _http(cfg: ProbeConfig, client: httpx.AsyncClient, base: dict[str, str
             out.append((_labels("probe_ssl_earliest_cert_expiry", **base), expiry))
     except (httpx.HTTPError, OSError, ssl.SSLError):
         ok = False
+    finally:
+        if own is not None:
+            await own.aclose()
     out.append((_labels("probe_success", **base), 1.0 if ok else 0.0))
     return out
 
 
 def _tls_expiry(response: httpx.Response) -> float | None:
+    """The server certificate's notAfter (Unix seconds), also when verification is off."""
     stream = response.extensions.get("network_stream")
     sslobj = stream.get_extra_info("ssl_object") if stream is not None else None
-    cert = sslobj.getpeercert() if sslobj is not None else None
-    if not cert or "notAfter" not in cert:
+    der = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+    if not der:
         return None
-    return float(ssl.cert_time_to_seconds(cert["notAfter"]))
+    from cryptography import x509
+
+    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
 
 
 async def _tcp(cfg: ProbeConfig) -> bool:

@@ -87,6 +87,8 @@ class ProbeConfig(StrictModel):
     body_regex: str | None = None
     json_path: str | None = None
     json_value: Any = None
+    ca_file: str | None = None  # trust this CA (PEM) for https targets, e.g. a private CA
+    insecure_skip_verify: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
 
 
