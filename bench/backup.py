@@ -36,11 +36,12 @@ OURS = [
     "-c",
     "from gyroscope.cli.backup import backup; backup.main(prog_name='gyro backup')",
 ]
-WORDS = (
-    "model request token latency gateway replica error warning info debug cache hit miss upstream "
-    "timeout retry backoff stream chunk shard tensor gpu memory queue batch prompt completion user "
-    "session health probe alert rule metric sample scrape target deploy canary rollback capacity"
-).split()  # fmt: skip
+_VOCABULARY = """
+model request token latency gateway replica error warning info debug cache hit miss upstream
+timeout retry backoff stream chunk shard tensor gpu memory queue batch prompt completion user
+session health probe alert rule metric sample scrape target deploy canary rollback capacity
+"""
+WORDS = _VOCABULARY.split()
 
 
 @dataclass
