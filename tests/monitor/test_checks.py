@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -235,3 +236,70 @@ async def test_https_probe_reports_certificate_expiry(tmp_path: Path) -> None:
     assert trusted["probe_success"] == 1.0
     assert trusted["probe_ssl_earliest_cert_expiry"] == not_after.timestamp()
     assert untrusted["probe_success"] == 0.0
+
+
+@pytest.fixture
+def postgres() -> Iterator[int]:
+    """A throwaway PostgreSQL (binaries from /usr/local/bin), run as nobody since root may not."""
+    import os
+    import shutil
+    import subprocess
+
+    initdb = shutil.which("initdb") or "/usr/local/bin/initdb"
+    pg_ctl = shutil.which("pg_ctl") or "/usr/local/bin/pg_ctl"
+    if not Path(initdb).exists():
+        message = "PostgreSQL binaries (initdb, pg_ctl) are not installed"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="gyro-pg-"))  # not under pytest's root-only directory
+    prefix = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(base, "nobody")
+    port = free_port()
+    subprocess.run(
+        [*prefix, initdb, "-D", str(base / "data"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(base / "data"),
+            "-o",
+            options,
+            "-l",
+            str(base / "log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        yield port
+    finally:
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(base / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_postgres_check(postgres: int) -> None:
+    got = _by_name(
+        await database_samples(
+            DatabaseCheck(name="pg", kind="postgres", address=f"127.0.0.1:{postgres}")
+        )
+    )
+    assert got["db_up"] == 1.0 and got["db_postgres_connections"] >= 1
+    assert got["db_postgres_database_size_bytes"] > 0

@@ -242,21 +242,30 @@ async def _db_stats(cfg: DatabaseCheck) -> dict[str, float]:
 
 
 async def _postgres_stats(cfg: DatabaseCheck) -> dict[str, float]:
-    """PostgreSQL via ``psql`` (no driver dependency): connect and time ``SELECT 1``."""
-    dsn = (
-        cfg.dsn.get_secret_value()
-        if cfg.dsn is not None
-        else f"postgresql://{cfg.address}/postgres"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        "psql",
-        dsn,
-        "-Atc",
-        "SELECT count(*) FROM pg_stat_activity",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise ConnectionError("psql failed")
-    return {"postgres_connections": float(out.decode().strip() or 0)}
+    """PostgreSQL via asyncpg (the ``gyroscope[postgres]`` extra): connections, database size."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    if cfg.dsn is not None:
+        conn = await asyncpg.connect(cfg.dsn.get_secret_value(), timeout=cfg.timeout)
+    else:
+        host, _, port = cfg.address.rpartition(":")
+        conn = await asyncpg.connect(
+            host=host.strip("[]"),
+            port=int(port),
+            user="postgres",
+            database="postgres",
+            timeout=cfg.timeout,
+        )
+    try:
+        connections = await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
+        size = await conn.fetchval("SELECT pg_database_size(current_database())")
+        rollbacks = await conn.fetchval(
+            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return {
+        "postgres_connections": float(connections),
+        "postgres_database_size_bytes": float(size),
+        "postgres_rollbacks_total": float(rollbacks or 0),
+    }
