@@ -56,3 +56,9 @@ async def test_lifecycle_and_health() -> None:
         await server.stop(grace=1.0)
         await server.stop(grace=1.0)  # safe twice
     assert server.health().status == "down"
+
+
+async def test_demo_tests_run_on_uvloop() -> None:
+    import asyncio
+
+    assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
