@@ -13,8 +13,11 @@ set -euo pipefail
 
 DIR=${GYRO_SERVICES_DIR:-/tmp/gyroscope-services}
 REDIS_PORT=${GYRO_TEST_REDIS_PORT:-16379}
+ETCD_PORT=${GYRO_TEST_ETCD_PORT:-12379}                  # single node (peer port +1)
+ETCD_CLUSTER_BASE=${GYRO_TEST_ETCD_CLUSTER_BASE:-12381}  # 3 nodes: clients 12381/12383/12385, peers +1
+ZK_PORT=${GYRO_TEST_ZK_PORT:-12181}
 
-PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager)
+PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -64,26 +67,78 @@ stop_pidfile() { # pidfile
   fi
 }
 
+start_etcd_node() { # name client_port peer_port initial_cluster dir
+  mkdir -p "$5"
+  if [ -f "$5/etcd.pid" ] && kill -0 "$(cat "$5/etcd.pid")" 2>/dev/null; then return 0; fi
+  setsid etcd --name "$1" --data-dir "$5/data" \
+    --listen-client-urls "http://127.0.0.1:$2" --advertise-client-urls "http://127.0.0.1:$2" \
+    --listen-peer-urls "http://127.0.0.1:$3" --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+    --initial-cluster "$4" --initial-cluster-token "gyro-$(printf %s "$4" | cksum | cut -d" " -f1)" --initial-cluster-state new \
+    --heartbeat-interval 100 --election-timeout 1000 >"$5/etcd.log" 2>&1 &
+  echo $! >"$5/etcd.pid"
+}
+
+start_etcd() {
+  start_etcd_node solo "$ETCD_PORT" $((ETCD_PORT + 1)) "solo=http://127.0.0.1:$((ETCD_PORT + 1))" "$DIR/etcd"
+  local cluster="" i
+  for i in 0 1 2; do cluster+="${cluster:+,}e$i=http://127.0.0.1:$((ETCD_CLUSTER_BASE + 2 * i + 1))"; done
+  for i in 0 1 2; do
+    start_etcd_node "e$i" $((ETCD_CLUSTER_BASE + 2 * i)) $((ETCD_CLUSTER_BASE + 2 * i + 1)) "$cluster" "$DIR/etcd-cluster/e$i"
+  done
+  wait_port 127.0.0.1 "$ETCD_PORT" 30
+  for i in 0 1 2; do wait_port 127.0.0.1 $((ETCD_CLUSTER_BASE + 2 * i)) 30; done
+  log "etcd on 127.0.0.1:$ETCD_PORT, 3-node cluster on 127.0.0.1:$ETCD_CLUSTER_BASE/+2/+4"
+}
+
+stop_etcd() {
+  stop_pidfile "$DIR/etcd/etcd.pid"
+  for i in 0 1 2; do stop_pidfile "$DIR/etcd-cluster/e$i/etcd.pid"; done
+}
+
+start_zookeeper() { # standalone, small heap, 500 ms ticks so 1 s sessions are allowed
+  local d="$DIR/zookeeper"
+  mkdir -p "$d/data"
+  if [ -f "$d/zk.pid" ] && kill -0 "$(cat "$d/zk.pid")" 2>/dev/null; then return 0; fi
+  printf '%s\n' "tickTime=500" "dataDir=$d/data" "clientPort=$ZK_PORT" "clientPortAddress=127.0.0.1" \
+    "minSessionTimeout=1000" "maxSessionTimeout=30000" "admin.enableServer=false" \
+    "4lw.commands.whitelist=ruok,stat,srvr" >"$d/zoo.cfg"
+  setsid java -Xmx128m -Xms16m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dzookeeper.root.logger=WARN,CONSOLE -Dzookeeper.log.dir="$d" \
+    -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$d/zoo.cfg" >"$d/zk.log" 2>&1 &
+  echo $! >"$d/zk.pid"
+  wait_port 127.0.0.1 "$ZK_PORT" 60
+  log "zookeeper on 127.0.0.1:$ZK_PORT"
+}
+
 start() {
   mkdir -p "$DIR"
   start_redis
+  start_etcd
+  start_zookeeper
   print_env > "$DIR/env"
 }
 
 stop() {
   stop_pidfile "$DIR/redis/redis.pid"
+  stop_etcd
+  stop_pidfile "$DIR/zookeeper/zk.pid"
   rm -rf "$DIR"
   log "stopped"
 }
 
 status() {
-  for spec in "redis:127.0.0.1:$REDIS_PORT"; do
+  for spec in "redis:127.0.0.1:$REDIS_PORT" "etcd:127.0.0.1:$ETCD_PORT" \
+    "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT"; do
     IFS=: read -r name host port <<<"$spec"
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then echo "$name up $host:$port"; else echo "$name down $host:$port"; fi
   done
 }
 
 print_env() {
+  echo "export GYRO_TEST_ETCD_ENDPOINTS=127.0.0.1:$ETCD_PORT"
+  echo "export GYRO_TEST_ETCD_CLUSTER=127.0.0.1:$ETCD_CLUSTER_BASE,127.0.0.1:$((ETCD_CLUSTER_BASE + 2)),127.0.0.1:$((ETCD_CLUSTER_BASE + 4))"
+  echo "export GYRO_TEST_ZK_HOSTS=127.0.0.1:$ZK_PORT"
   echo "export GYRO_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
 }
 
