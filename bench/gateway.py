@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -160,9 +161,11 @@ class Proc:
                 self.proc.wait()
 
 
-def wrk(port: int, seconds: float, connections: int) -> tuple[float, float, int]:
-    """requests/s, p99 latency (ms), requests, from ``wrk --latency``."""
-    out = subprocess.run(
+def wrk(
+    port: int, seconds: float, connections: int, during: Callable[[], None] | None = None
+) -> tuple[float, float, int]:
+    """requests/s, p99 latency (ms), requests, from ``wrk --latency``; ``during`` runs meanwhile."""
+    proc = subprocess.Popen(
         [
             "wrk",
             "-t1",
@@ -171,11 +174,12 @@ def wrk(port: int, seconds: float, connections: int) -> tuple[float, float, int]
             "--latency",
             f"http://127.0.0.1:{port}/v1/models",
         ],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
-        timeout=seconds + 30,
-        check=True,
-    ).stdout
+    )
+    if during is not None:
+        during()
+    out, _ = proc.communicate(timeout=seconds + 30)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     p99 = _ms(re.search(r"99%\s+([\d.]+)(us|ms|s)", out))
@@ -299,19 +303,31 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
     )
     for t in targets:  # warm up: connections, caches, the gateway's pools
         wrk(t.port, 2, args.connections)
-    opened_before = opened_connections(admin_port)
+    # Steady state: from 1 s into each gateway round until 0.5 s before its end. (At the end of a
+    # run wrk closes its connections with requests in flight; the gateway then closes those
+    # requests' upstream connections on purpose, to cancel their work, and reopens some later.)
+    steady_new = 0
+
+    def count_steady() -> None:
+        nonlocal steady_new
+        time.sleep(1.0)
+        before = opened_connections(admin_port)
+        time.sleep(max(args.seconds - 1.5, 0.5))
+        steady_new += opened_connections(admin_port) - before
+
     results: dict[str, list[tuple[float, float, float]]] = {t.name: [] for t in targets}
     for r in range(args.rounds):
         load = os.getloadavg()[0]
         line = [f"round {r + 1}: load {load:.2f}"]
         for t in targets:
             cpu0 = t.cpu_seconds()
-            rps, lat99, total = wrk(t.port, args.seconds, args.connections)
+            during = count_steady if t is gyro else None
+            rps, lat99, total = wrk(t.port, args.seconds, args.connections, during)
             cpu_us = (t.cpu_seconds() - cpu0) / max(total, 1) * 1e6
             results[t.name].append((rps, lat99, cpu_us))
             line.append(f"{t.name} {rps:,.0f} req/s p99 {lat99:.2f} ms {cpu_us:.1f} us/req")
         print("  " + " | ".join(line))
-    new_conns = opened_connections(admin_port) - opened_before
+    new_conns = steady_new
 
     sse_port = free_port()
     procs.append(

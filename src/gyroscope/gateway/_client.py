@@ -52,10 +52,14 @@ class ClientConnection(asyncio.Protocol):
         self.activity = 0
         self.seen_activity = 0
         self.idle_since = gw.clock()
-        self._reading_paused = False
+        self.reading_paused = False
         # Answered before its body was read (413, 429): read and drop the rest for a moment
         # before closing, or the kernel resets the connection and the client never sees the answer.
         self.lingering_since: float | None = None
+        # While corked, writes collect here and leave in one send (head + body of a response
+        # parsed from one upstream read): one syscall instead of two.
+        self.corked = False
+        self.out: list[bytes] = []
 
     # -- asyncio.Protocol --------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -153,20 +157,34 @@ class ClientConnection(asyncio.Protocol):
 
     # -- for exchanges -----------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.corked:
+            self.out.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
 
+    def cork(self) -> None:
+        self.corked = True
+
+    def uncork(self) -> None:
+        self.corked = False
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
     def pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None and not self.closed:
-            self._reading_paused = True
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._reading_paused and self.transport is not None and not self.closed:
-            self._reading_paused = False
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
             self.transport.resume_reading()
 
     def abort(self) -> None:
+        self.out = []
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
@@ -176,6 +194,8 @@ class ClientConnection(asyncio.Protocol):
         self.current = None
         if self.closed or self.transport is None:
             return
+        if self.out and (not self.keep_alive or self.closing or self.gw.draining):
+            self.uncork()  # flush before closing
         if not self.keep_alive or self.closing or self.gw.draining:
             if self.receiving is ex:
                 self.lingering_since = self.gw.clock()

@@ -41,48 +41,40 @@ QUEUED, CONNECT, WAIT_HEAD, BODY, DONE = range(5)
 class Exchange:
     """A request from ``client`` through ``route`` to one replica (or more, when retried)."""
 
-    __slots__ = (
-        "accept_encoding",
-        "attempts",
-        "body",
-        "body_size",
-        "cache_body",
-        "cache_headers",
-        "cache_key",
-        "cache_size",
-        "cache_ttl",
-        "chunked_in",
-        "chunked_out",
-        "client",
-        "client_key",
-        "compressor",
-        "connect_task",
-        "deadline",
-        "ep",
-        "expect_continue",
-        "gw",
-        "head",
-        "headers",
-        "method",
-        "phase",
-        "progress",
-        "replay",
-        "req_done",
-        "request_id",
-        "responded",
-        "retrying",
-        "route",
-        "seen_progress",
-        "started",
-        "status",
-        "tail",
-        "tried",
-        "until_close",
-        "upconn",
-        "url",
-        "version",
-        "waiting_body",
-    )
+    # Defaults live on the class, so a plain request sets only what it changes: most exchanges
+    # never touch the cache, compression, retries or rate-limit fields.
+    phase = QUEUED
+    deadline = 0.0
+    progress = 0
+    seen_progress = 0
+    ep: Endpoint | None = None
+    upconn: UpstreamConnection | None = None
+    connect_task: asyncio.Task[UpstreamConnection] | None = None
+    tried: tuple[Endpoint, ...] = ()
+    attempts = 0
+    retrying = False
+    responded = False
+    req_done = False
+    status = 0
+    body: list[bytes] | None = None  # request body not yet sent upstream
+    body_size = 0
+    replay: list[bytes] | None = None  # the whole body, while small enough to resend
+    replayable = True
+    chunked_in = False
+    chunked_out = False
+    expect_continue = False
+    accept_encoding: bytes | None = None
+    compressor: Compressor | None = None
+    cache_key: bytes | None = None
+    cache_body: list[bytes] | None = None
+    cache_headers: list[tuple[bytes, bytes]] | None = None
+    cache_size = 0
+    cache_ttl = 0.0
+    client_key: str | None = None
+    tail: bytes | None = None
+    until_close = False
+    waiting_body = False
+    request_id = b""
 
     def __init__(
         self,
@@ -99,38 +91,8 @@ class Exchange:
         self.url = url
         self.headers = headers
         self.version = version
-        self.route: Route = gw.match(url)
-        self.started = gw.loop.time()
-        self.phase = QUEUED
-        self.deadline = 0.0
-        self.progress = self.seen_progress = 0
-        self.ep: Endpoint | None = None
-        self.upconn: UpstreamConnection | None = None
-        self.connect_task: asyncio.Task[UpstreamConnection] | None = None
-        self.tried: list[Endpoint] = []
-        self.attempts = 0
-        self.retrying = False
-        self.responded = False
-        self.req_done = False
-        self.status = 0
-        self.body: list[bytes] = []  # request body not yet sent upstream
-        self.body_size = 0
-        self.replay: list[bytes] | None = []  # the whole body, while small enough to resend
-        self.chunked_in = False
-        self.chunked_out = False
-        self.expect_continue = False
-        self.accept_encoding: bytes | None = None
-        self.compressor: Compressor | None = None
-        self.cache_key: bytes | None = None
-        self.cache_body: list[bytes] | None = None
-        self.cache_headers: list[tuple[bytes, bytes]] = []
-        self.cache_size = 0
-        self.cache_ttl = 0.0
-        self.client_key: str | None = None
-        self.tail: bytes | None = None
-        self.until_close = False
-        self.waiting_body = False
-        self.request_id = b""
+        self.route: Route = gw.routes[0] if gw.single_route else gw.match(url)
+        self.started = gw.clock()
         self.head = self._upstream_head()  # also learns the body framing and Expect
 
     # -- request side ------------------------------------------------------------------------------
@@ -169,18 +131,30 @@ class Exchange:
             self.local(413, "request body too large", close=True)
             return
         data = b"%x\r\n%b\r\n" % (len(chunk), chunk) if self.chunked_in else chunk
-        replay = self.replay
-        if replay is not None:
-            if self.body_size <= self.route.retry_buffer:
-                replay.append(data)
-            else:
-                self.replay = None  # too big to keep: this request cannot be retried
+        self._keep_for_replay(data)
         if self.upconn is not None and self.phase in (WAIT_HEAD, BODY):
             self.upconn.write(data)
         else:
-            self.body.append(data)
+            self._buffer(data)
             if self.body_size > 1 << 20:
                 self.client.pause_reading()  # no replica yet: do not buffer without bound
+
+    def _keep_for_replay(self, data: bytes) -> None:
+        if not self.replayable:
+            return
+        if self.body_size > self.route.retry_buffer:
+            self.replayable = False  # too big to keep: this request cannot be retried
+            self.replay = None
+        elif self.replay is None:
+            self.replay = [data]
+        else:
+            self.replay.append(data)
+
+    def _buffer(self, data: bytes) -> None:
+        if self.body is None:
+            self.body = [data]
+        else:
+            self.body.append(data)
 
     def request_done(self) -> None:
         self.req_done = True
@@ -188,12 +162,11 @@ class Exchange:
             return
         end = b"0\r\n\r\n" if self.chunked_in else b""
         if end:
-            if self.replay is not None:
-                self.replay.append(end)
+            self._keep_for_replay(end)
             if self.upconn is not None and self.phase in (WAIT_HEAD, BODY):
                 self.upconn.write(end)
             else:
-                self.body.append(end)
+                self._buffer(end)
         if self.waiting_body:
             self.waiting_body = False
             self.dispatch()
@@ -203,7 +176,7 @@ class Exchange:
         gw, route = self.gw, self.route
         key = None
         if route.key is not None:
-            body = b"".join(self.replay or self.body) if route.key.needs_body else b""
+            body = b"".join(self.replay or self.body or ()) if route.key.needs_body else b""
             if self.chunked_in and body:
                 body = _dechunk(body)
             key = route.key.key(self.headers, self.url, self.client.peer_ip, body)
@@ -249,10 +222,17 @@ class Exchange:
         conn.exchange = self
         self.phase = WAIT_HEAD
         first_byte = self.gw.timeouts.first_byte
-        self.deadline = self.gw.clock() + first_byte if first_byte else 0.0
-        conn.write(self.head + b"".join(self.body) if self.body else self.head)
-        self.body = []
-        self.client.resume_reading()
+        if first_byte:
+            since = self.gw.clock() if self.attempts or self.connect_task else self.started
+            self.deadline = since + first_byte
+        body = self.body
+        if body:
+            self.body = None
+            conn.write(self.head + b"".join(body))
+        else:
+            conn.write(self.head)
+        if self.client.reading_paused:
+            self.client.resume_reading()
 
     # -- response side -----------------------------------------------------------------------------
     def response_head(
@@ -269,19 +249,20 @@ class Exchange:
         self.status = status
         self.responded = True
         self.phase = BODY
-        idle = self.gw.timeouts.idle
-        self.deadline = self.gw.clock() + idle if idle else 0.0
+        self.deadline = 0.0  # the sweeper arms the idle timeout when it first sees this phase
         content_length = None
         content_type = None
         encoded = chunked = False
         out: list[tuple[bytes, bytes]] = []
-        drop = HOP_BY_HOP
+        listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
         for name, value in headers:
-            if name == b"connection":
-                drop = drop | {t.strip().lower() for t in value.split(b",")}
-        for name, value in headers:
-            if name in drop:
-                chunked = chunked or name == b"transfer-encoding"
+            if name in HOP_BY_HOP:
+                if name == b"transfer-encoding":
+                    chunked = True
+                elif name == b"connection":
+                    lowered = value.lower()
+                    if lowered not in (b"keep-alive", b"close"):
+                        listed = {t.strip() for t in lowered.split(b",")}
                 continue
             if name == b"content-length":
                 content_length = value
@@ -293,11 +274,15 @@ class Exchange:
             elif name == b"content-encoding":
                 encoded = True
             out.append((name, value))
+        if listed:
+            out = [h for h in out if h[0] not in listed]
         no_body = self.method == b"HEAD" or status in (204, 304)
         self.until_close = not no_body and content_length is None and not chunked
-        encoding = self._prepare_extras(
-            status, headers, content_length, content_type, encoded, no_body
-        )
+        encoding = None
+        if route.extras:
+            encoding = self._prepare_extras(
+                status, headers, content_length, content_type, encoded, no_body
+            )
         if self.cache_body is not None:
             self.cache_headers = [h for h in out if h[0] not in (b"date", b"age")]
         if encoding is not None:
@@ -386,6 +371,17 @@ class Exchange:
         if self.chunked_out:
             self.client.write(b"0\r\n\r\n")
         now = self.gw.clock()
+        if self.route.extras:
+            self._complete_extras(now)
+        self.upconn = None
+        if conn is not None:
+            if self.req_done:
+                conn.pool.release(conn, now)
+            else:
+                conn.close()  # the request is still being sent: this connection is not reusable
+        self._finish(gateway_error=False, now=now)
+
+    def _complete_extras(self, now: float) -> None:
         if self.cache_body is not None and self.route.cache is not None and self.cache_key:
             self.route.cache.put(
                 self.cache_key,
@@ -397,13 +393,6 @@ class Exchange:
             )
         if self.tail is not None and self.route.limiter is not None and self.client_key:
             self.route.limiter.charge_tokens(self.client_key, usage_tokens(self.tail), now)
-        self.upconn = None
-        if conn is not None:
-            if self.req_done:
-                conn.pool.release(conn, now)
-            else:
-                conn.close()  # the request is still being sent: this connection is not reusable
-        self._finish(gateway_error=False)
 
     # -- failures ----------------------------------------------------------------------------------
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
@@ -480,7 +469,7 @@ class Exchange:
 
     def _may_retry(self, *, connect: bool) -> bool:
         route, gw = self.route, self.gw
-        if self.responded or self.attempts >= route.retry_attempts or self.replay is None:
+        if self.responded or self.attempts >= route.retry_attempts or not self.replayable:
             return False
         if not connect and self.method not in route.retry_methods:
             return False
@@ -496,10 +485,10 @@ class Exchange:
             self.retrying = True
             self.route.budget.retrying += 1
         if ep is not None:
-            self.tried.append(ep)
-            self._release_ep(ep, self.status or 502, gateway_error=True)
+            self.tried += (ep,)
+            self._release_ep(ep, self.status or 502, True, self.gw.clock())
         self.ep = None
-        self.body = list(self.replay or [])
+        self.body = list(self.replay) if self.replay else None
         self.status = 0
         self.phase = QUEUED
         self.dispatch()
@@ -547,34 +536,36 @@ class Exchange:
             self.client.write(body)
         self._finish(gateway_error=False)
 
-    def _finish(self, *, gateway_error: bool) -> None:
+    def _finish(self, *, gateway_error: bool, now: float | None = None) -> None:
         if self.phase == DONE:
             return
         self.phase = DONE
         gw = self.gw
+        if now is None:
+            now = gw.clock()
         if self.retrying:
             self.route.budget.retrying -= 1
         ep = self.ep
         if ep is not None:
-            self._release_ep(ep, self.status, gateway_error)
+            self._release_ep(ep, self.status, gateway_error, now)
         else:
-            self.route.stats_for(None).observe(self.status, gw.clock() - self.started)
+            self.route.stats_for(None).observe(self.status, now - self.started)
         if gw.access_log and access_log.isEnabledFor(logging.INFO):
             self._log(ep)
         self.client.exchange_done(self)
 
-    def _release_ep(self, ep: Endpoint, status: int, gateway_error: bool) -> None:
+    def _release_ep(self, ep: Endpoint, status: int, gateway_error: bool, now: float) -> None:
         gw = self.gw
-        now = gw.clock()
         ep.in_flight -= 1
         gw.in_flight -= 1
         elapsed = now - self.started
         self.route.stats_for(ep).observe(status, elapsed)
         if status != 499:
-            if not gateway_error and status < 500:
+            if gw.track_latency and not gateway_error and status < 500:
                 ep.observe_latency(elapsed, now)
             gw.outcome(ep, status, gateway_error, now)
-        gw.slot_freed()
+        if gw.queue:
+            gw.slot_freed()
 
     def _log(self, ep: Endpoint | None) -> None:
         access_log.info(
@@ -610,17 +601,18 @@ class Exchange:
         parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
         forwarded_for = b""
         has_host = False
-        conn_tokens: set[bytes] = set()
-        for name, value in self.headers:
-            if name == b"connection":
-                conn_tokens = {t.strip().lower() for t in value.split(b",")}
+        listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
         strip_ae = self.route.compression is not None
         for name, value in self.headers:
-            if name in HOP_BY_HOP or name in conn_tokens:
+            if name in HOP_BY_HOP:
                 if name == b"transfer-encoding":
                     self.chunked_in = b"chunked" in value.lower()
                 elif name == b"expect":
                     self.expect_continue = value.lower() == b"100-continue"
+                elif name == b"connection":
+                    lowered = value.lower()
+                    if lowered not in (b"keep-alive", b"close"):
+                        listed = {t.strip() for t in lowered.split(b",")}
                 continue
             if name == b"x-forwarded-for":
                 forwarded_for = value + b", "
@@ -636,6 +628,8 @@ class Exchange:
             elif name == b"x-forwarded-proto":
                 continue
             parts += (name, b": ", value, b"\r\n")
+        if listed:
+            parts = _without(parts, listed)
         if not self.request_id:
             self.request_id = gw.next_request_id()
         if not has_host:
@@ -652,6 +646,15 @@ class Exchange:
             parts.append(b"transfer-encoding: chunked\r\n")
         parts.append(b"\r\n")
         return b"".join(parts)
+
+
+def _without(parts: list[bytes], names: set[bytes]) -> list[bytes]:
+    """Drop the headers ``names`` from a head being built as [line, name, ': ', value, CRLF, ...]."""
+    kept = parts[:4]
+    for i in range(4, len(parts), 4):
+        if parts[i] not in names:
+            kept += parts[i : i + 4]
+    return kept
 
 
 def _release_late(task: asyncio.Task[UpstreamConnection]) -> None:

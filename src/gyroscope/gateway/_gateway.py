@@ -17,7 +17,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Literal
 
 from gyroscope.core import CollectorRegistry, Health, Service, parse_host_port
@@ -82,6 +82,10 @@ class Route:
         self.encodings = (
             [] if cfg.compression is None else available_encodings(cfg.compression.encodings)
         )
+        # Anything beyond plain proxying: the hot path checks this one flag.
+        self.extras = (
+            self.cache is not None or self.limiter is not None or self.compression is not None
+        )
         self.counters = RouteCounters()
         self.stats: dict[str, ExchangeStats] = {}
 
@@ -125,6 +129,9 @@ class Gateway(Service):
         self.clients: set[ClientConnection] = set()
         self.queue: deque[Exchange] = deque()
         self.in_flight = 0
+        self.track_latency = False
+        self.single_route = True
+        self.limited = False  # any replica with a concurrency limit
         self.draining = False
         self.rejected: dict[int, int] = {}
         self.outlier = self._make_outlier(config)
@@ -221,16 +228,16 @@ class Gateway(Service):
                 return route
         return self.routes[-1]
 
-    def choose(self, route: Route, key: int | None, tried: list[Endpoint]) -> Endpoint | None:
+    def choose(self, route: Route, key: int | None, tried: Sequence[Endpoint]) -> Endpoint | None:
         eps = self.available
         if not eps:
             return None
-        exclude: list[Endpoint] | set[Endpoint] = tried
-        if any(ep.max_concurrent for ep in eps):
+        exclude: Collection[Endpoint] = tried
+        if self.limited:
             exclude = {*tried, *(ep for ep in eps if ep.full())}
         return route.policy.pick(eps, key, exclude)
 
-    def any_full(self, tried: list[Endpoint]) -> bool:
+    def any_full(self, tried: Sequence[Endpoint]) -> bool:
         return any(ep.full() for ep in self.available if ep not in tried)
 
     def enqueue(self, ex: Exchange) -> bool:
@@ -283,6 +290,7 @@ class Gateway(Service):
         """Recompute the usable replicas; a new list object, so policies rebuild their tables."""
         panic = self.config.outlier.panic_threshold if self.config.outlier.enabled else 0.0
         self.available = available(self.endpoints, self.clock(), panic)
+        self.limited = any(ep.max_concurrent for ep in self.endpoints)
 
     def set_healthy(self, ep: Endpoint, healthy: bool) -> None:
         if ep.healthy == healthy:
@@ -408,6 +416,8 @@ class Gateway(Service):
                 route.counters = old[route.name].counters
         # Longest prefix first, so /v1/chat/ wins over /.
         self.routes = sorted(built, key=lambda r: len(r.prefix), reverse=True)
+        self.track_latency = any(r.policy.name == "peak_ewma" for r in self.routes)
+        self.single_route = len(self.routes) == 1
 
     def _add_endpoint(self, cfg: BackendConfig, *, slow_start: bool) -> None:
         host, port = parse_host_port(cfg.address)
@@ -476,7 +486,7 @@ class Gateway(Service):
                 self._check_deadline(pending, now, total, idle)
 
     def _check_deadline(self, ex: Exchange, now: float, total: float, idle: float) -> None:
-        if ex.phase == BODY and ex.progress != ex.seen_progress:
+        if ex.phase == BODY and (ex.progress != ex.seen_progress or not ex.deadline):
             ex.seen_progress = ex.progress
             ex.deadline = now + idle if idle else 0.0
         if ex.phase == QUEUED and ex not in self.queue:

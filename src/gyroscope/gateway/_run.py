@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,5 +123,12 @@ def run_workers(config: GatewayConfig, argv: list[str]) -> int:
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
+    # One worker failing (its port taken, a crash) stops the others: half a gateway is worse
+    # than a clear failure that a supervisor restarts.
+    while any(child.poll() is None for child in children):
+        if any(child.returncode not in (None, 0) for child in children):
+            forward(signal.SIGTERM, None)
+            break
+        time.sleep(0.2)
     codes = [child.wait() for child in children]
     return max(codes, default=0)

@@ -80,10 +80,13 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_lost(self, exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.exchange is None:
+        exchange = self.exchange
+        if exchange is None:
             self.abort()  # bytes nobody asked for: the connection is no longer in a known state
             return
         self.received = True
+        client = exchange.client
+        client.cork()
         try:
             self.parser.feed_data(data)
         except _StopParsing:
@@ -99,6 +102,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()
             if exchange is not None:
                 exchange.upstream_garbage(self, str(exc))
+        finally:
+            client.uncork()
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
