@@ -146,8 +146,10 @@ def test_range_query_steps(engine: Engine) -> None:
     ("query", "reason", "position"),
     [
         ("sum(rate(x[5m])", "unclosed left parenthesis", 3),
-        ("rate(x)", "expected type matrix", None),
-        ("x{a=}", "", None),
+        ("rate(x)", "expected type matrix", 6),
+        ("x{a=}", "near '}'", 4),
+        ("up == ", "ends too early", 6),
+        ("sum(x) by", "", 9),
         ("", "empty query", 0),
     ],
 )

@@ -16,6 +16,7 @@ dropped by arithmetic and functions and kept by comparison filters.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,8 +54,29 @@ def _ms(delta: timedelta | None) -> int:
     return 0 if delta is None else int(delta.total_seconds() * 1000)
 
 
-def _error_position(query: str) -> int | None:
-    """Where an unbalanced bracket sits: the parser's messages carry no position."""
+_COMPLETIONS = (
+    "",
+    " 1",
+    " x",
+    ")",
+    "}",
+    "]",
+    " 1)",
+    '"}',
+    "1]",
+    "m]",
+    '"',
+    '")',
+    " x)",
+    " (x)",
+    " x}",
+)
+_TOKEN = re.compile(
+    r"\s+|\"(?:[^\"\\]|\\.)*\"?|'(?:[^'\\]|\\.)*'?|[=!<>]=|=~|!~|[-+*/%^=<>(){}\[\],@]|[\w:.]+|."
+)
+
+
+def _unbalanced(query: str) -> int | None:
     stack: list[tuple[str, int]] = []
     pairs = {")": "(", "]": "[", "}": "{"}
     quote: str | None = None
@@ -72,6 +94,30 @@ def _error_position(query: str) -> int | None:
     return stack[-1][1] if stack else None
 
 
+def _viable(prefix: str) -> bool:
+    """Could ``prefix`` still begin a valid query? (Some short completion parses or runs out.)"""
+    for completion in _COMPLETIONS:
+        try:
+            pp.parse(prefix + completion)
+            return True
+        except (ValueError, RuntimeError) as exc:
+            if "end of input" in str(exc) or "unclosed" in str(exc):
+                return True
+    return False
+
+
+def _error_position(query: str) -> int | None:
+    """Where a query goes wrong: the parser's messages carry no position, so find the first token
+    after which no completion can make the query valid (an unbalanced bracket first)."""
+    found = _unbalanced(query)
+    if found is not None or len(query) > 2000:
+        return found
+    for token in _TOKEN.finditer(query):
+        if not token.group().isspace() and not _viable(query[: token.end()]):
+            return token.start()
+    return len(query)
+
+
 def parse_query(query: str) -> Any:
     """Parse ``query``; raises ``PromQLError`` with the reason (and position when known)."""
     if not query.strip():
@@ -79,7 +125,13 @@ def parse_query(query: str) -> Any:
     try:
         return pp.parse(query)
     except (ValueError, RuntimeError) as exc:
-        raise PromQLError(str(exc), query=query, position=_error_position(query)) from None
+        position = _error_position(query)
+        reason = str(exc)
+        if position is not None and position < len(query):
+            reason += f" near {query[position : position + 12]!r}"
+        elif position is not None:
+            reason += " (the query ends too early)"
+        raise PromQLError(reason, query=query, position=position) from None
 
 
 def _drop_name(labels: Labels) -> Labels:

@@ -3,8 +3,8 @@
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "r.yaml"
 >>> _ = path.write_text("groups:\\n- name: g\\n  rules:\\n  - alert: Down\\n    expr: up == \\n")
->>> [str(e).split(": ", 1)[1] for e in check_rule_file(path)]
-["rule 'Down': expr: bad PromQL: invalid promql query (in: up ==)"]
+>>> [str(e).split(": ", 1)[1] for e in check_rule_file(path)]  # doctest: +NORMALIZE_WHITESPACE
+["rule 'Down': expr: bad PromQL at position 5: invalid promql query (the query ends too early) (in: up ==)"]
 """
 
 from __future__ import annotations
