@@ -160,3 +160,30 @@ def test_oversized_line_is_refused_and_nothing_written(store: LogStore) -> None:
         store.append([*entries(2), big])
     assert store.next_seq == 0
     assert everything(store) == []
+
+
+def test_queries_while_appending_never_see_damage_or_errors(store: LogStore) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                lines = [r.line for r in store.select(lambda _s: True, needles=[b"line 1"])]
+                assert all(line.startswith(b"line ") for line in lines)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for k in range(150):
+        store.append(entries(7, start=k * 7))
+    done.set()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert store.damage == []
+    assert len(everything(store)) == 1050

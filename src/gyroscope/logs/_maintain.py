@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import numpy as np
 from blake3 import blake3
 
 from gyroscope.core import atomic_write
@@ -82,8 +81,7 @@ def redact(store: LogStore, seq: int) -> None:
 
 
 def usage(seg: Segment) -> SegmentUsage:
-    ts = np.frombuffer(seg.ts, dtype=np.int64)
-    sids = np.frombuffer(seg.sids, dtype=np.uint16)
+    _, ts, sids = seg.arrays()
     streams = {}
     for sid, labels in enumerate(seg.streams):
         mine = ts[sids == sid]

@@ -32,6 +32,7 @@ __all__ = [
     "Record",
     "decode",
     "encode",
+    "encode_batch",
     "leaf_hash",
 ]
 
@@ -97,6 +98,31 @@ def encode(
     flags = (FLAG_REDACTED if leaf else 0) | (FLAG_BATCH_END if batch_end else 0)
     payload = PAYLOAD.pack(flags, seq, ts_ns, len(labels), len(key)) + labels + key + (leaf or line)
     return FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload
+
+
+def encode_batch(
+    first: int, items: list[tuple[int, bytes, bytes]], key: bytes
+) -> tuple[bytes, list[bytes], list[int]]:
+    """Frame a whole batch: (bytes, leaf hashes, frame sizes). ``items`` are (ts_ns, labels, line);
+    the last record carries the batch-end flag and ``key``. Inlined: this is the ingest hot loop."""
+    pack_payload, pack_frame, pack_leaf = PAYLOAD.pack, FRAME.pack, _TS_LABELS.pack
+    crc, sha = crc32c.crc32c, _sha256
+    parts: list[bytes] = []
+    leaves: list[bytes] = []
+    sizes: list[int] = []
+    last = len(items) - 1
+    for i, (ts_ns, labels, line) in enumerate(items):
+        k = key if i == last else b""
+        payload = (
+            pack_payload(FLAG_BATCH_END if i == last else 0, first + i, ts_ns, len(labels), len(k))
+            + labels
+            + k
+            + line
+        )
+        parts.append(pack_frame(len(payload), crc(payload)) + payload)
+        sizes.append(len(payload) + 8)
+        leaves.append(sha(b"\x00" + pack_leaf(ts_ns, len(labels)) + labels + line).digest())
+    return b"".join(parts), leaves, sizes
 
 
 def decode(buf: bytes | memoryview, offset: int, *, with_leaf: bool = True) -> Frame:

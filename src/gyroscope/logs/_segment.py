@@ -113,6 +113,9 @@ class Segment:
         self.stream_bytes: dict[str, int] = {}
         self.keys: dict[bytes, int] = {}  # de-duplication key -> last seq of its batch
         self.bloom: BloomFilter | None = None
+        self._np: (
+            tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None
+        ) = None
         self.damage: list[Damage] = []
 
     @staticmethod
@@ -155,11 +158,32 @@ class Segment:
         self.offsets.append(offset)
         self.stream_bytes[labels] = self.stream_bytes.get(labels, 0) + size
 
+    def note_batch(
+        self, first: int, offset: int, ts: list[int], labels: list[str], sizes: list[int]
+    ) -> None:
+        """Index a batch just written (the bulk form of ``note``)."""
+        sid_of = self._sid
+        sids = []
+        offsets = []
+        for lab, size in zip(labels, sizes, strict=True):
+            sid = sid_of.get(lab)
+            if sid is None:
+                sid = self.sid(lab)
+            sids.append(sid)
+            offsets.append(offset)
+            offset += size
+            self.stream_bytes[lab] = self.stream_bytes.get(lab, 0) + size
+        self.ts.extend(ts)
+        self.sids.extend(sids)
+        self.seqs.extend(range(first, first + len(ts)))
+        self.offsets.extend(offsets)  # last: readers take len(offsets) as the count
+
     def reset_index(self) -> None:
         self.streams, self._sid = [], {}
         self.offsets, self.ts, self.sids, self.seqs = array("Q"), array("q"), array("H"), array("q")
         self.stream_bytes = {}
         self.keys = {}
+        self._np = None
 
     def index_from(self, result: ScanResult) -> None:
         self.reset_index()
@@ -189,12 +213,23 @@ class Segment:
                 mm.close()
 
     def arrays(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint16]]:
-        """(offsets, timestamps, stream ids) as numpy arrays, for vectorised selection."""
-        return (
-            np.frombuffer(self.offsets, dtype=np.uint64).astype(np.int64),
-            np.frombuffer(self.ts, dtype=np.int64),
-            np.frombuffer(self.sids, dtype=np.uint16),
+        """(offsets, timestamps, stream ids) as numpy arrays, for vectorised selection.
+
+        They are copies: a numpy view would pin the writer's growing ``array`` (which then cannot
+        resize). A sealed segment no longer changes, so its copies are made once and kept.
+        """
+        cached = self._np
+        if cached is not None and cached[0].shape[0] == len(self.offsets):
+            return cached
+        count = len(self.offsets)  # first: the other arrays are at least this long
+        out = (
+            np.frombuffer(self.offsets[:count], dtype=np.uint64).astype(np.int64),
+            np.frombuffer(self.ts[:count], dtype=np.int64),
+            np.frombuffer(self.sids[:count], dtype=np.uint16),
         )
+        if self.sealed:
+            self._np = out
+        return out
 
     # -- sidecar -------------------------------------------------------------------------------
     def save_index(self, *, with_bloom: bool) -> None:

@@ -57,7 +57,7 @@ def select_segment(
     if seg.bloom is not None and not all(seg.bloom.may_contain(n) for n in needles):
         return
     offsets, ts, sids = seg.arrays()
-    offsets, ts, sids = offsets[:count], ts[:count], sids[:count]
+    count = len(offsets)
     mask = (ts >= start_ns) & (ts < end_ns)
     if len(matched) < len(seg.streams):
         mask &= np.isin(sids, np.array(matched, dtype=np.uint16))

@@ -13,6 +13,7 @@ store ``readonly`` (the CLI does) while the daemon writes.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import logging
 import os
@@ -23,12 +24,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from blake3 import blake3
 
 from gyroscope.logs._checkpoint import Checkpoint, CheckpointLog
 from gyroscope.logs._errors import LogStoreError, StoreLockedError
-from gyroscope.logs._record import MAX_LINE_BYTES, FrameError, Record, decode, encode, leaf_hash
+from gyroscope.logs._record import MAX_LINE_BYTES, FrameError, Record, decode, encode_batch
 from gyroscope.logs._segment import Damage, Segment, scan_frames
 from gyroscope.logs._tree import MerkleLog
 
@@ -232,33 +232,25 @@ class LogStore:
             if seg.size >= self.segment_bytes:
                 seg = self._rotate()
             first = self.next_seq
-            parts, leaves, notes = [], [], []
-            offset = seg.size
-            last_i = len(entries) - 1
-            for i, e in enumerate(entries):
+            label_bytes: dict[str, bytes] = {}
+            items = []
+            for e in entries:
                 if len(e.line) > MAX_LINE_BYTES:
                     raise LogStoreError(f"line of {len(e.line)} bytes exceeds {MAX_LINE_BYTES}")
-                lab = e.labels.encode()
-                frame = encode(
-                    first + i,
-                    e.ts_ns,
-                    lab,
-                    e.line,
-                    key if i == last_i else b"",
-                    batch_end=i == last_i,
-                )
-                parts.append(frame)
-                leaves.append(leaf_hash(e.ts_ns, lab, e.line))
-                notes.append((first + i, offset, e.ts_ns, e.labels, len(frame)))
-                offset += len(frame)
-            data = b"".join(parts)
+                lab = label_bytes.get(e.labels)
+                if lab is None:
+                    lab = label_bytes[e.labels] = e.labels.encode()
+                items.append((e.ts_ns, lab, e.line))
+            data, leaves, sizes = encode_batch(first, items, key)
             self._write_all(data)
             os.fdatasync(self._fd)
             self._hasher.update(data)
+            offset = seg.size
             # readers see the new size before the new records, so never a record past the end
-            seg.size = offset
-            for note in notes:
-                seg.note(*note)
+            seg.size = offset + len(data)
+            seg.note_batch(
+                first, offset, [e.ts_ns for e in entries], [e.labels for e in entries], sizes
+            )
             self.next_seq = first + len(entries)
             self.merkle.append(leaves)
             if key:
@@ -363,7 +355,7 @@ class LogStore:
         seg = self.segment_of(seq)
         if seg is None or not seg.count:
             raise LogStoreError(f"record {seq} does not exist (or was dropped by retention)")
-        idx = int(np.searchsorted(np.frombuffer(seg.seqs, dtype=np.int64), seq))
+        idx = bisect.bisect_left(seg.seqs, seq)
         if idx >= seg.count or seg.seqs[idx] != seq:
             raise LogStoreError(f"record {seq} is missing from {seg.path} (damaged or dropped)")
         with seg.mapped() as view:
