@@ -116,16 +116,21 @@ async def echo() -> AsyncIterator[HttpServer]:
 class RawUpstream:
     """A TCP server that answers every request with fixed bytes (garbage, odd framing)."""
 
-    def __init__(self, answer: bytes, close: bool = False) -> None:
+    def __init__(self, answer: bytes, close: bool = False, once: bool = False) -> None:
         self.answer = answer
         self.close = close
+        self.once = once  # answer one request per connection, then close on the next one
         self.server: asyncio.Server | None = None
         self.port = 0
         self.requests = 0
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            served = 0
             while await reader.readuntil(b"\r\n\r\n"):
+                if self.once and served:
+                    break  # like a keep-alive timeout that crosses the next request
+                served += 1
                 self.requests += 1
                 writer.write(self.answer)
                 await writer.drain()
@@ -150,8 +155,8 @@ class RawUpstream:
 async def raw_upstream() -> AsyncIterator[Callable[..., Awaitable[RawUpstream]]]:
     started: list[RawUpstream] = []
 
-    async def make(answer: bytes, close: bool = False) -> RawUpstream:
-        up = await RawUpstream(answer, close).start()
+    async def make(answer: bytes, close: bool = False, once: bool = False) -> RawUpstream:
+        up = await RawUpstream(answer, close, once).start()
         started.append(up)
         return up
 

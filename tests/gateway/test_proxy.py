@@ -297,3 +297,62 @@ async def test_these_tests_run_on_uvloop():
     import uvloop
 
     assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+def served(gw: Gateway) -> dict[str, int]:
+    return {name: s.codes[2] for route in gw.routes for name, s in route.stats.items()}
+
+
+async def test_weighted_round_robin_over_real_replicas(demos, gateway):
+    servers = await demos(3)
+    backends = [
+        {"name": f"d{i}", "address": f"127.0.0.1:{s.port}", "weight": i + 1}
+        for i, s in enumerate(servers)
+    ]
+    gw = await gateway(None, backends=backends, routes=[{"policy": "weighted_round_robin"}])
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(60):
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert served(gw) == {"d0": 10, "d1": 20, "d2": 30}
+
+
+async def test_hash_on_a_json_field_keeps_each_user_on_one_replica(demos, gateway):
+    servers = await demos(3)
+    gw = await gateway(
+        servers,
+        routes=[{"policy": "maglev", "hash": {"source": "json", "field": "user"}}],
+    )
+    homes: dict[str, set[str]] = {}
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for i in range(40):
+            user = f"user-{i % 8}"
+            before = served(gw)
+            r = await client.post("/v1/chat/completions", json={**CHAT, "user": user})
+            assert r.status_code == 200
+            after = served(gw)
+            (replica,) = [n for n in after if after[n] != before.get(n, 0)]
+            homes.setdefault(user, set()).add(replica)
+    assert all(len(h) == 1 for h in homes.values())
+    assert len({next(iter(h)) for h in homes.values()}) >= 2  # users spread over replicas
+
+
+async def test_session_affinity_by_header_with_bounded_load(demos, gateway):
+    servers = await demos(3)
+    gw = await gateway(
+        servers,
+        routes=[
+            {
+                "policy": "ring_hash",
+                "hash": {"source": "header", "name": "x-session-id"},
+                "hash_balance_factor": 1.25,
+            }
+        ],
+    )
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(12):
+            r = await client.post(
+                "/v1/chat/completions", json=CHAT, headers={"x-session-id": "s-1"}
+            )
+            assert r.status_code == 200
+    counts = served(gw)
+    assert sorted(counts.values()) == [12]  # one session, sequential: always its home replica

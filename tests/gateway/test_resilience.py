@@ -279,3 +279,20 @@ async def test_a_silent_network_times_out_with_504(demos, gateway):
 async def test_backends_helper_matches(demos):
     servers = await demos(2)
     assert [b["name"] for b in backends_for(servers)] == ["d0", "d1"]
+
+
+async def test_a_reused_connection_closed_by_the_replica_is_resent_even_for_post(
+    raw_upstream, gateway
+):
+    up = await raw_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", once=True)
+    gw = await gateway(
+        None,
+        backends=[{"name": "u", "address": f"127.0.0.1:{up.port}"}],
+        health={"enabled": False},
+        outlier={"enabled": False},
+    )
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+        statuses = [(await client.post("/v1/completions", json=CHAT)).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    assert up.requests == 5
+    assert gw.endpoints[0].pool.opened >= 5

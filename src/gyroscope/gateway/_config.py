@@ -156,7 +156,9 @@ class TimeoutsConfig(StrictModel):
     idle: float = Field(default=60.0, ge=0)
     total: float = Field(default=600.0, ge=0)
     client_keepalive: float = Field(default=75.0, gt=0)
-    upstream_keepalive: float = Field(default=30.0, gt=0)
+    upstream_keepalive: float = Field(
+        default=4.0, gt=0, description="close idle upstream connections before replicas do"
+    )
 
 
 class LimitsConfig(StrictModel):

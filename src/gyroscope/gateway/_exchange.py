@@ -60,6 +60,7 @@ class Exchange:
     body_size = 0
     replay: list[bytes] | None = None  # the whole body, while small enough to resend
     replayable = True
+    resent = False
     chunked_in = False
     chunked_out = False
     expect_continue = False
@@ -194,6 +195,11 @@ class Exchange:
         self.ep = ep
         ep.in_flight += 1
         gw.in_flight += 1
+        self._connect(ep)
+
+    def _connect(self, ep: Endpoint) -> None:
+        """Send on an idle pooled connection to ``ep``, or open a new one."""
+        gw = self.gw
         conn = ep.pool.acquire()
         if conn is not None:
             self._attach(conn)
@@ -405,6 +411,14 @@ class Exchange:
             self.client.abort()
             self._finish(gateway_error=True)
             return
+        if conn.uses > 1 and not conn.received and not self.resent and self.replayable:
+            # A kept-alive connection the replica closed as we reused it (its idle timeout
+            # crossed our request): nothing was processed, so send again on a fresh connection.
+            self.resent = True
+            self.body = list(self.replay) if self.replay else None
+            if self.ep is not None:
+                self._connect(self.ep)
+                return
         self._failed(f"connection lost: {exc or 'closed by replica'}", connect=False)
 
     def upstream_garbage(self, conn: UpstreamConnection, message: str) -> None:
