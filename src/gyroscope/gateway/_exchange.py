@@ -241,7 +241,7 @@ class Exchange:
             self.client.resume_reading()
 
     # -- response side -----------------------------------------------------------------------------
-    def response_head(
+    def response_head(  # noqa: PLR0912 - one pass over the headers on the hot path
         self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]
     ) -> bool:
         """Forward the head; True when no body follows (HEAD), so the parser must stop."""
