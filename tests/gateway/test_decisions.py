@@ -232,3 +232,15 @@ def test_config_rejects_bad_combinations():
         GatewayConfig.model_validate({"admin": "0.0.0.0:8081"})
     with pytest.raises(ValidationError, match="unique"):
         GatewayConfig.model_validate({"backends": [{"name": "a", "address": "127.0.0.1:1"}] * 2})
+
+
+def test_build_services_gives_one_gateway_service(tmp_path):
+    from gyroscope.gateway import Gateway, build_services
+
+    cfg = GatewayConfig.model_validate(
+        {"name": "edge", "backends": [{"name": "a", "address": "127.0.0.1:8001"}]}
+    )
+    (spec,) = build_services(cfg, tmp_path)
+    assert spec.name == "edge" and spec.config == cfg
+    service = spec.factory()
+    assert isinstance(service, Gateway) and service.health().status == "ok"

@@ -296,3 +296,28 @@ async def test_a_reused_connection_closed_by_the_replica_is_resent_even_for_post
     assert statuses == [200] * 5
     assert up.requests == 5
     assert gw.endpoints[0].pool.opened >= 5
+
+
+async def test_priorities_under_saturation(demos, gateway):
+    (server,) = await demos(1)
+    server.set_faults(latency_ms=500)
+    gw = await gateway(
+        None,
+        backends=[{"name": "d0", "address": f"127.0.0.1:{server.port}", "max_concurrent": 1}],
+        routes=[
+            {"name": "batch", "prefix": "/v1/completions", "priority": -1},
+            {"name": "interactive", "prefix": "/", "priority": 10},
+        ],
+        limits={"queue_size": 1, "queue_timeout": 20},
+    )
+    prompt = {"model": "demo-model", "prompt": "hi", "max_tokens": 2}
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+        running = asyncio.create_task(client.post("/v1/completions", json=prompt))
+        await wait_until(lambda: gw.in_flight == 1, 5, "the first request")
+        batch = asyncio.create_task(client.post("/v1/completions", json=prompt))
+        await wait_until(lambda: len(gw.queue) == 1, 5, "the batch request to queue")
+        chat = await client.post("/v1/chat/completions", json=CHAT)
+        assert chat.status_code == 200  # took the batch request's place in the queue
+        shed = await batch
+        assert shed.status_code == 503 and "higher-priority" in shed.json()["error"]["message"]
+        assert (await running).status_code == 200

@@ -134,6 +134,9 @@ class RouteConfig(StrictModel):
     hash_balance_factor: float | None = Field(
         default=None, ge=1.01, le=10, description="bounded loads, e.g. 1.25 (ring_hash only)"
     )
+    priority: int = Field(
+        default=0, ge=-100, le=100, description="higher is served first from the queue"
+    )
     retries: RetryConfig = RetryConfig()
     rate_limit: RateLimitConfig | None = None
     cache: CacheConfig | None = None

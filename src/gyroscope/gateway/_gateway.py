@@ -86,6 +86,7 @@ class Route:
         self.extras = (
             self.cache is not None or self.limiter is not None or self.compression is not None
         )
+        self.priority = cfg.priority
         self.counters = RouteCounters()
         self.stats: dict[str, ExchangeStats] = {}
 
@@ -241,9 +242,22 @@ class Gateway(Service):
         return any(ep.full() for ep in self.available if ep not in tried)
 
     def enqueue(self, ex: Exchange) -> bool:
-        if len(self.queue) >= self.limits.queue_size:
-            return False
-        self.queue.append(ex)
+        """Queue ``ex`` behind requests of its priority or higher; False when it must be shed.
+
+        A full queue sheds its newest lowest-priority request to make room for a higher one.
+        """
+        queue, priority = self.queue, ex.route.priority
+        if len(queue) >= self.limits.queue_size:
+            if not queue or queue[-1].route.priority >= priority:
+                return False
+            victim = queue.pop()
+            counts = victim.route.counters.shed
+            counts["preempted"] = counts.get("preempted", 0) + 1
+            victim.local(503, "shed for higher-priority requests", float(self.limits.retry_after))
+        position = len(queue)
+        while position > 0 and queue[position - 1].route.priority < priority:
+            position -= 1
+        queue.insert(position, ex)
         return True
 
     def dequeue(self, ex: Exchange) -> None:
