@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from gyroscope.lock import (
+    Grant,
     LeaseLostError,
     Lock,
     LockBackend,
@@ -175,9 +176,11 @@ async def check_idempotent_acquire(make: MakeBackend) -> None:
         name, owner = _name(), f"owner-{uuid.uuid4().hex[:6]}"
         first = await b.try_acquire(name, owner, TTL, fair=False)
         again = await b.try_acquire(name, owner, TTL, fair=False)
-        assert first == again, (first, again)  # a retry after a lost reply gets the same grant
-        assert await b.release(name, owner, first.token)  # type: ignore[union-attr]
-        assert not await b.release(name, owner, first.token)  # type: ignore[union-attr]
+        # a retry after a lost reply gets the same grant
+        assert isinstance(first, Grant) and isinstance(again, Grant), (first, again)
+        assert first.token == again.token
+        assert await b.release(name, owner, first.token)
+        assert not await b.release(name, owner, first.token)
 
 
 async def check_fifo_when_fair(make: MakeBackend) -> None:
