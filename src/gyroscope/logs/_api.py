@@ -22,6 +22,7 @@ from gyroscope.core import Request, Response, StreamResponse, metrics_response
 from gyroscope.logs._errors import BadInputError, LogStoreError, QuerySyntaxError
 from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_time
 from gyroscope.logs._logql import LogQuery, MetricQuery, parse_query, parse_selector
+from gyroscope.logs._lokipb import parse_loki_protobuf
 from gyroscope.logs._proofs import consistency_proof, inclusion_proof
 from gyroscope.logs._query import run_log_query, run_metric_query, stream_matcher
 from gyroscope.logs._scrub import verify_store
@@ -127,12 +128,16 @@ class LogApi:
 
     async def push_loki(self, req: Request) -> Response:
         ctype = req.headers.get("content-type", "application/json")
-        if "json" not in ctype:
+        if "protobuf" in ctype:  # Promtail and Alloy: snappy-compressed logproto.PushRequest
+            entries = parse_loki_protobuf(req.body)
+        elif "json" in ctype:
+            entries = parse_loki_push(self._body(req))
+        else:
             raise BadInputError(
-                f"content-type {ctype!r} is not supported: configure the shipper to send JSON "
-                "(application/json); protobuf+snappy is not accepted"
+                f"content-type {ctype!r} is not supported: send application/json or "
+                "application/x-protobuf (snappy), as Loki clients do"
             )
-        await self.server.ingest(parse_loki_push(self._body(req)))
+        await self.server.ingest(entries)
         return Response(status=204)
 
     # -- query -----------------------------------------------------------------------------------

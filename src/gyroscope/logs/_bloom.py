@@ -18,17 +18,27 @@ _MULT = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK = 4 * 1024 * 1024
 
 
+_LOW48 = np.uint64((1 << (8 * GRAM)) - 1)
+
+
 def _gram_bits(data: npt.NDArray[np.uint8], shift: int) -> npt.NDArray[np.uint64]:
-    """Bit positions of every ``GRAM``-byte window of ``data``."""
+    """Bit positions of every ``GRAM``-byte window of ``data``.
+
+    Each window is read as one unaligned little-endian 8-byte load (a byte-strided view over the
+    data, padded by two bytes) and masked to its 6 bytes: one pass instead of six shift-ors.
+    """
     n = len(data) - GRAM + 1
     if n <= 0:
         return np.zeros(0, dtype=np.uint64)
-    wide = data.astype(np.uint64)
-    value = np.zeros(n, dtype=np.uint64)
-    for i in range(GRAM):
-        value |= wide[i : i + n] << np.uint64(8 * i)
+    padded = np.concatenate([data, np.zeros(8 - GRAM, dtype=np.uint8)])
+    windows: npt.NDArray[np.uint64] = np.ndarray(
+        shape=(n,), dtype="<u8", buffer=padded, offset=0, strides=(1,)
+    )
+    value = windows & _LOW48
     with np.errstate(over="ignore"):
-        return (value * _MULT) >> np.uint64(64 - shift)
+        value *= _MULT
+    value >>= np.uint64(64 - shift)
+    return value
 
 
 class BloomFilter:
@@ -44,7 +54,7 @@ class BloomFilter:
         self.bits = bits
 
     @classmethod
-    def build(cls, data: bytes | memoryview, *, bits: int = 23) -> BloomFilter:
+    def build(cls, data: bytes | memoryview, *, bits: int = 21) -> BloomFilter:
         table = np.zeros(1 << bits, dtype=bool)
         raw = np.frombuffer(data, dtype=np.uint8)
         # chunks overlap by GRAM-1 bytes so no window is lost at a boundary
