@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,38 @@ def test_tampered_snapshot_is_reported(repo: Repository, tmp_path: Path) -> None
     with pytest.raises(CorruptDataError, match="fails authentication"):
         list_snapshots(repo)
     assert not check(repo).ok
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MB tmpfs (needs root, which the test machines have)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip(
+            "mounting a tmpfs needs root; test_full_disk_keeps_earlier_snapshots covers this"
+        )
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_real_full_disk(tiny_disk: Path, tmp_path: Path, secret: Secret) -> None:
+    repo = Repository.init(str(tiny_disk / "repo"), secret, kdf=FAST_KDF)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small").write_bytes(os.urandom(1_000_000))
+    first = backup(repo, [str(src)]).snapshot
+    (src / "large").write_bytes(os.urandom(12_000_000))
+    with pytest.raises(StorageFullError, match="no space left"):
+        backup(repo, [str(src)])
+    reopened = Repository.open(repo.location, secret)
+    assert [s.id for s in list_snapshots(reopened)] == [first.id]
+    assert check(reopened, read_data=True).ok
+    out = tmp_path / "out"
+    assert restore(reopened, first, out).errors == []
+    assert (out / str(src).lstrip("/") / "small").read_bytes() == (src / "small").read_bytes()

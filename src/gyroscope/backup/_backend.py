@@ -14,6 +14,7 @@ import errno
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class LocalBackend:
         self.location = str(root)
         self._dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
+        self._fds = _FdCache()
 
     def _path(self, name: str) -> Path:
         return self.root / name
@@ -118,13 +120,9 @@ class LocalBackend:
 
     def read_range(self, name: str, offset: int, length: int) -> bytes:
         try:
-            fd = os.open(self._path(name), os.O_RDONLY)
+            data = os.pread(self._fds.get(self._path(name)), length, offset)
         except OSError as exc:
             raise map_os_error(exc, self.location, name) from exc
-        try:
-            data = os.pread(fd, length, offset)
-        finally:
-            os.close(fd)
         if len(data) != length:
             raise MissingDataError(
                 f"{name} is truncated (wanted {length} bytes at {offset})", location=self.location
@@ -158,7 +156,51 @@ class LocalBackend:
             raise map_os_error(exc, self.location, name) from exc
 
     def close(self) -> None:
-        return None
+        self._fds.clear()
+
+
+class _Fds:
+    """One thread's open pack files (most recently used last); closed when the thread ends."""
+
+    def __init__(self) -> None:
+        self.fds: OrderedDict[Path, int] = OrderedDict()
+
+    def __del__(self) -> None:
+        for fd in self.fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class _FdCache:
+    """Per-thread caches of read-only descriptors, so restoring many small files from one pack does
+    not open and close the pack once per chunk. Per thread, so no descriptor is ever closed while
+    another thread reads from it. Packs are immutable, so a cached descriptor never reads stale data."""
+
+    SIZE = 32
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def get(self, path: Path) -> int:
+        cache: _Fds | None = getattr(self._local, "fds", None)
+        if cache is None:
+            cache = self._local.fds = _Fds()
+        fd = cache.fds.get(path)
+        if fd is not None:
+            cache.fds.move_to_end(path)
+            return fd
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        cache.fds[path] = fd
+        if len(cache.fds) > self.SIZE:
+            os.close(cache.fds.popitem(last=False)[1])
+        return fd
+
+    def clear(self) -> None:
+        cache: _Fds | None = getattr(self._local, "fds", None)
+        if cache is not None:
+            for fd in cache.fds.values():
+                os.close(fd)
+            cache.fds.clear()
 
 
 def _fsync_dir(directory: Path) -> None:

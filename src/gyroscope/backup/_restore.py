@@ -73,24 +73,48 @@ def _write_file(repo: Repository, entry: Entry, dest: Path, verify: bool, chunke
     tmp = dest.with_name(f".{dest.name}.gyro-restore")
     written = 0
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
             for chunk_hex in entry.get("c", ()):
                 data = repo.read_blob(bytes.fromhex(chunk_hex))
                 if sparse and data.count(0) == len(data):
-                    fh.seek(len(data), os.SEEK_CUR)
+                    os.lseek(fd, len(data), os.SEEK_CUR)  # a hole stays a hole
                 else:
-                    fh.write(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view) :]
                 written += len(data)
-            fh.truncate(written)
+            if sparse:
+                os.ftruncate(fd, written)
+            _apply_meta_fd(fd, entry)
+        finally:
+            os.close(fd)
         if verify and file_chunk_ids(repo, chunker, tmp) != list(entry.get("c", ())):
             raise BackupError(f"{dest}: restored content does not match the snapshot")
-        _apply_meta(tmp, entry)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     return written
+
+
+def _apply_meta_fd(fd: int, entry: Entry) -> None:
+    if IS_ROOT:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, entry["u"], entry["g"])
+    os.fchmod(fd, stat.S_IMODE(entry["m"]))
+    os.utime(fd, ns=(entry["at"], entry["mt"]))
+
+
+def _same_content(repo: Repository, chunker: Chunker, dest: Path, entry: Entry) -> bool:
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.get("s"):
+        return False
+    return file_chunk_ids(repo, chunker, dest) == list(entry.get("c", ()))
 
 
 def restore(
@@ -112,6 +136,7 @@ def restore(
     chunker = Chunker(repo.key.chunker_seed)
     lock = threading.Lock()
     target.mkdir(parents=True, exist_ok=True)
+    fresh = not any(target.iterdir())  # nothing there yet: no file can already be identical
     dirs = [e for e in entries if e["t"] == "d"]
     for entry in dirs:
         (target / entry["p"]).mkdir(parents=True, exist_ok=True)
@@ -120,14 +145,8 @@ def restore(
 
     def one(entry: Entry) -> None:
         dest = target / entry["p"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if (
-                dest.is_file()
-                and not dest.is_symlink()
-                and dest.stat().st_size == entry.get("s")
-                and (file_chunk_ids(repo, chunker, dest) == list(entry.get("c", ())))
-            ):
+            if not fresh and _same_content(repo, chunker, dest, entry):
                 _apply_meta(dest, entry)
                 with lock:
                     stats.files_skipped += 1
@@ -142,8 +161,14 @@ def restore(
         if progress:
             progress(stats)
 
+    files = [e for e in entries if e["t"] == "f"]
+    for parent in {os.path.dirname(e["p"]) for e in files} - {d["p"] for d in dirs}:
+        (target / parent).mkdir(parents=True, exist_ok=True)  # e.g. @sqlite/ of database dumps
+    # Hand out files in small batches: one future per file costs more than restoring a tiny file.
+    batches = [files[i : i + 16] for i in range(0, len(files), 16)]
     with ThreadPoolExecutor(threads, thread_name_prefix="restore") as pool:
-        list(pool.map(one, [e for e in entries if e["t"] == "f"]))
+        for _ in pool.map(lambda batch: [one(e) for e in batch], batches):
+            pass
     for entry in entries:
         _restore_special(repo, entry, target, by_path, stats, chunker)
     for entry in sorted(dirs, key=lambda e: e["p"].count("/"), reverse=True):
