@@ -467,9 +467,6 @@ class Exchange:
             return
         if self.phase == QUEUED:
             self.gw.dequeue(self)
-        task, self.connect_task = self.connect_task, None
-        if task is not None:
-            task.add_done_callback(_release_late)
         self._drop_upstream()
         if not self.status:
             self.status = 499  # nginx's "client closed request"
@@ -554,6 +551,8 @@ class Exchange:
         if self.phase == DONE:
             return
         self.phase = DONE
+        # A connection still being opened goes to the pool when it is ready (see _connected).
+        self.connect_task = None
         gw = self.gw
         if now is None:
             now = gw.clock()
@@ -669,12 +668,6 @@ def _without(parts: list[bytes], names: set[bytes]) -> list[bytes]:
         if parts[i] not in names:
             kept += parts[i : i + 4]
     return kept
-
-
-def _release_late(task: asyncio.Task[UpstreamConnection]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        conn = task.result()
-        conn.pool.release(conn, asyncio.get_running_loop().time())
 
 
 def _dechunk(data: bytes) -> bytes:

@@ -86,7 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         self.received = True
         client = exchange.client
-        client.cork()
+        client.corked = True
         try:
             self.parser.feed_data(data)
         except _StopParsing:
