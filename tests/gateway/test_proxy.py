@@ -356,3 +356,46 @@ async def test_session_affinity_by_header_with_bounded_load(demos, gateway):
             assert r.status_code == 200
     counts = served(gw)
     assert sorted(counts.values()) == [12]  # one session, sequential: always its home replica
+
+
+async def test_random_bytes_and_cut_requests_neither_crash_nor_leak(echo, gateway):
+    import random
+
+    gw = await gateway([echo], timeouts={"client_keepalive": 1.0})
+    rng = random.Random(5)
+    valid = b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123456789"
+    for i in range(60):
+        if i % 3 == 0:
+            data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+        elif i % 3 == 1:
+            data = valid[: rng.randrange(1, len(valid))]  # cut anywhere, then close
+        else:
+            data = bytearray(valid)
+            data[rng.randrange(len(data))] = rng.randrange(256)  # one corrupted byte
+            data = bytes(data)
+        _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(data)
+        await writer.drain()
+        writer.close()
+    await wait_until(lambda: not gw.clients, 10, "every client connection to be closed")
+    await wait_until(lambda: gw.in_flight == 0, 10, "no request left in flight")
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/alive")).status_code == 200
+    pool = gw.endpoints[0].pool
+    assert pool.live == len(pool.idle)  # every upstream connection is idle in the pool or closed
+
+
+async def test_upstream_garbage_mid_body_aborts_the_client(raw_upstream, gateway):
+    bad = await raw_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nZZZ\r\n", close=True
+    )
+    gw = await gateway([bad], health={"enabled": False})
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        try:
+            r = await client.get("/")
+            truncated = False
+            del r
+        except httpx.HTTPError:
+            truncated = True
+    assert truncated, "a broken upstream body must not reach the client as a complete response"
+    await wait_until(lambda: gw.in_flight == 0, 5, "the exchange to end")
