@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import resource
@@ -443,6 +444,7 @@ async def main() -> None:
         "--minutes", type=int, default=30, help="simulated minutes for the storage test"
     )
     args = parser.parse_args()
+    logging.getLogger("gyroscope.monitor").setLevel(logging.ERROR)  # killed targets are expected
     for tool in ("prometheus", "prometheus-alertmanager"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed: run scripts/services.sh install")

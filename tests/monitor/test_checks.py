@@ -11,6 +11,7 @@ import pytest
 from gyroscope.core import HttpServer, Request, Response
 from gyroscope.monitor import TSDB, Engine
 from gyroscope.monitor._checks import database_samples, gpu_samples, gpu_status, host_samples, probe
+from gyroscope.monitor._chunks import is_stale
 from gyroscope.monitor._config import DatabaseCheck, HostConfig, ProbeConfig
 from gyroscope.monitor._scrape import ScrapeTarget
 from gyroscope.testing import free_port, require_server
@@ -62,13 +63,14 @@ async def test_scrape_stores_samples_and_garbage_stores_nothing(
                 5.0,
             )
         ]
-        target.body = b"<html>oops</html>\nreq_total 6\n"
+        target.body = b'req_total{code="200"} 6\n<html>oops</html>\n'
         await scraper.scrape_once(1_001_000)
         assert scraper.state.health == "down"
-        assert (
-            "line 1" in scraper.state.last_error
-            and "not the Prometheus text format" in scraper.state.last_error
-        )
+        assert "line 2" in scraper.state.last_error
+        assert "not the Prometheus text format" in scraper.state.last_error
+        (sid,) = db.series_ids([("__name__", "=", "req_total")])
+        stored = db.read(sid, 1_001_000, 1_001_000).values
+        assert len(stored) == 1 and is_stale(stored)[0]  # the 6 was taken back; a staleness marker
         # nothing from the garbage page was stored, the old series went stale, up is 0
         assert Engine(db).instant("req_total", 1001.0) == []
         assert [v for _, v in Engine(db).instant("up", 1001.0)] == [0.0]  # type: ignore[misc]

@@ -10,6 +10,8 @@ def test_every_export_exists_and_is_listed_once() -> None:
     for name in monitor.__all__:
         assert getattr(monitor, name) is not None
     public = {
-        n for n in vars(monitor) if not n.startswith("_") and n[0].isupper() or n in monitor.__all__
+        n
+        for n in vars(monitor)
+        if (not n.startswith("_") and n[0].isupper()) or n in monitor.__all__
     }
     assert public - set(monitor.__all__) - {"annotations"} == set()

@@ -18,7 +18,7 @@ import httpx
 from gyroscope.monitor._chunks import STALE_NAN
 from gyroscope.monitor._errors import ScrapeError
 from gyroscope.monitor._exposition import Labels, parse_labels_text
-from gyroscope.monitor._tsdb import TSDB
+from gyroscope.monitor._tsdb import TSDB, Head
 
 __all__ = ["ScrapeTarget", "TargetState", "ingest_text"]
 
@@ -27,10 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class TargetState:
-    """What one target's scrapes remember: series text -> id, the ids seen last time, health."""
+    """What one target's scrapes remember: series text -> head, the heads seen last time, health."""
 
-    ids: dict[str, int] = field(default_factory=dict)
-    last_seen: set[int] = field(default_factory=set)
+    ids: dict[str, Head] = field(default_factory=dict)
+    last_seen: set[Head] = field(default_factory=set)
     health: str = "unknown"
     last_error: str = ""
     last_scrape: float = 0.0
@@ -43,79 +43,87 @@ def ingest_text(
 ) -> int:
     """Parse ``text`` and append every sample at ``t_ms`` (or its own timestamp); returns the count.
 
-    A line that is not the exposition format raises ``ScrapeError`` before anything is stored.
-    The fast path is a steady target: ``series value`` lines whose series text was seen before
-    cost one split, one dict lookup and one ``float()``; everything else takes ``_slow_line``.
+    A line that is not the exposition format raises ``ScrapeError`` and takes back what this
+    scrape had appended: a target answering garbage stores nothing. The hot path is a steady
+    target: a ``series value`` line whose series text was seen before costs one split, one dict
+    lookup, one ``float()`` and two array appends; everything else goes through ``_slow_line``.
     """
-    ids = state.ids
-    get = ids.get
-    sids: list[int] = []
-    values: list[float] = []
+    get = state.ids.get
+    size = db.chunk_samples
+    touched: list[Head] = []
+    touch = touched.append
     stamped: list[tuple[int, int, float]] = []
-    add_sid, add_value = sids.append, values.append
+    number = 0
     try:
-        for number, line in enumerate(text.split("\n"), 1):
+        for number, line in enumerate(text.split("\n"), 1):  # noqa: B007 - used in the error
             key, _, raw = line.rpartition(" ")
-            sid = get(key)
-            if sid is not None:
-                add_sid(sid)
-                add_value(float(raw))
+            head = get(key)
+            if head is not None:
+                value = float(raw)
+                if t_ms > head.last:
+                    head.ts.append(t_ms)
+                    head.values.append(value)
+                    head.last = t_ms
+                    touch(head)
+                    if len(head.ts) == size:
+                        db.mark_full(head)
             elif line and line[0] != "#":
-                _slow_line(line, number, db, ids, extra, t_ms, sids, values, stamped)
+                _slow_line(line, db, state.ids, extra, t_ms, touched, stamped)
     except ValueError as exc:
+        db.rollback(touched, t_ms)
         raise ScrapeError(
             f"not the Prometheus text format: {exc}", target=target, line=number
         ) from None
-    db.append_scrape(sids, values, t_ms)
+    db.appended += len(touched)
+    seen = set(touched)
     for sid, stamp, value in stamped:
-        db.append_id(sid, stamp, value)
-    seen = set(sids)
-    seen.update(sid for sid, _, _ in stamped)
+        if db.append_id(sid, stamp, value):
+            seen.add(db.head(sid))
     mark_stale(db, state.last_seen - seen, t_ms)
     state.last_seen = seen
-    return len(sids) + len(stamped)
+    return len(touched) + len(stamped)
 
 
 def _slow_line(
     line: str,
-    number: int,
     db: TSDB,
-    ids: dict[str, int],
+    ids: dict[str, Head],
     extra: Labels,
     t_ms: int,
-    sids: list[int],
-    values: list[float],
+    touched: list[Head],
     stamped: list[tuple[int, int, float]],
 ) -> None:
     line = line.strip()
     if not line or line[0] == "#":
         return
-    try:
-        end = line.rfind("}") + 1 if "{" in line else line.find(" ")
-        if end <= 0:
-            raise ValueError("no value after the series name")
-        rest = line[end:].split()
-        if not rest or len(rest) > 2:
-            raise ValueError("expected a value and an optional timestamp after the series")
-        value = float(rest[0])
-        text = line[:end]
-        sid = ids.get(text)
-        if sid is None:
-            sid = db.series_id(parse_labels_text(text, extra))
-            if len(ids) < 200_000:
-                ids[text] = sid
-    except (ValueError, IndexError) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
-    if len(rest) == 2:
-        stamped.append((sid, int(rest[1]), value))
-    else:
-        sids.append(sid)
-        values.append(value)
+    end = line.rfind("}") + 1 if "{" in line else line.find(" ")
+    if end <= 0:
+        raise ValueError("no value after the series name")
+    rest = line[end:].split()
+    if not rest or len(rest) > 2:
+        raise ValueError("expected a value and an optional timestamp after the series")
+    value = float(rest[0])
+    stamp = int(rest[1]) if len(rest) == 2 else None
+    text = line[:end]
+    head = ids.get(text)
+    if head is None:
+        head = db.head(db.series_id(parse_labels_text(text, extra)))
+        if len(ids) < 200_000:
+            ids[text] = head
+    if stamp is not None:
+        stamped.append((head.sid, stamp, value))
+    elif t_ms > head.last:
+        head.ts.append(t_ms)
+        head.values.append(value)
+        head.last = t_ms
+        touched.append(head)
+        if len(head.ts) == db.chunk_samples:
+            db.mark_full(head)
 
 
-def mark_stale(db: TSDB, sids: set[int], t_ms: int) -> None:
-    for sid in sids:
-        db.append_id(sid, t_ms, STALE_NAN)
+def mark_stale(db: TSDB, heads: set[Head], t_ms: int) -> None:
+    for head in heads:
+        db.append_id(head.sid, t_ms, STALE_NAN)
 
 
 class ScrapeTarget:

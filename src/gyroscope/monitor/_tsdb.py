@@ -62,12 +62,23 @@ class SeriesData:
     values: npt.NDArray[np.float64]
 
 
-class _Head:
-    __slots__ = ("ts", "values")
+NEVER = -(2**63)
 
-    def __init__(self) -> None:
+
+class Head:
+    """One series' samples not yet written, and the newest timestamp stored (for order checks).
+
+    Heads live as long as the store; a scraper keeps references to them (its hot path).
+    """
+
+    __slots__ = ("last", "sid", "ts", "values", "written")
+
+    def __init__(self, sid: int, last: int = NEVER) -> None:
+        self.sid = sid
         self.ts: array[int] = array("q")
         self.values: array[float] = array("d")
+        self.last = last  # newest timestamp appended
+        self.written = last  # newest timestamp already in a chunk
 
 
 def _compile(matchers: Sequence[Matcher]) -> list[tuple[str, str, str, re.Pattern[str] | None]]:
@@ -103,10 +114,9 @@ class TSDB:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;" + _SCHEMA)
         self._ids: dict[Labels, int] = {}
-        self._last_t: dict[int, int] = {}
         self._labels: dict[int, Labels] = {}
         self._by_name: dict[str, set[int]] = {}
-        self._heads: dict[int, _Head] = {}
+        self._heads: dict[int, Head] = {}
         self._full: list[int] = []
         self._cache: OrderedDict[
             tuple[int, int], tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]
@@ -123,7 +133,7 @@ class TSDB:
         for sid, text in self._db.execute("SELECT id, labels FROM series"):
             self._index(sid, tuple(tuple(p) for p in json.loads(text)))
         for sid, max_t in self._db.execute("SELECT series_id, max(max_t) FROM chunks GROUP BY 1"):
-            self._last_t[sid] = max_t
+            self._heads[sid] = Head(sid, max_t)
 
     def _index(self, sid: int, labels: Labels) -> None:
         self._ids[labels] = sid
@@ -146,47 +156,41 @@ class TSDB:
         """Add one sample; False (and counted) when it is out of order or too far in the future."""
         return self.append_id(self.series_id(labels), t_ms, value, now_ms)
 
+    def head(self, sid: int) -> Head:
+        head = self._heads.get(sid)
+        if head is None:
+            head = self._heads[sid] = Head(sid)
+        return head
+
+    def mark_full(self, head: Head) -> None:
+        """Called when a head reaches ``chunk_samples``; ``commit()`` writes it."""
+        self._full.append(head.sid)
+
     def append_id(self, sid: int, t_ms: int, value: float, now_ms: int | None = None) -> bool:
-        last = self._last_t.get(sid)
-        if last is not None and t_ms <= last:
-            if t_ms < last:
+        head = self.head(sid)
+        if t_ms <= head.last:
+            if t_ms < head.last:
                 self.rejected_out_of_order += 1
             return False
         if now_ms is not None and t_ms > now_ms + self.max_future_ms:
             self.rejected_future += 1
             return False
-        head = self._heads.get(sid)
-        if head is None:
-            head = self._heads[sid] = _Head()
         head.ts.append(t_ms)
         head.values.append(value)
-        self._last_t[sid] = t_ms
+        head.last = t_ms
         self.appended += 1
         if len(head.ts) == self.chunk_samples:
             self._full.append(sid)
         return True
 
-    def append_scrape(self, sids: Sequence[int], values: Sequence[float], t_ms: int) -> int:
-        """One scrape: every series gets a sample at ``t_ms`` (the hot path; same checks as append)."""
-        heads, last_t, full, size = self._heads, self._last_t, self._full, self.chunk_samples
-        stored = 0
-        for sid, value in zip(sids, values, strict=True):
-            last = last_t.get(sid)
-            if last is not None and t_ms <= last:
-                if t_ms < last:
-                    self.rejected_out_of_order += 1
-                continue
-            head = heads.get(sid)
-            if head is None:
-                head = heads[sid] = _Head()
-            head.ts.append(t_ms)
-            head.values.append(value)
-            last_t[sid] = t_ms
-            stored += 1
-            if len(head.ts) == size:
-                full.append(sid)
-        self.appended += stored
-        return stored
+    def rollback(self, heads: Iterable[Head], t_ms: int) -> None:
+        """Take back samples appended at ``t_ms`` to ``heads`` (a scrape that turned out bad)."""
+        for head in heads:
+            if head.ts and head.ts[-1] == t_ms:
+                head.ts.pop()
+                head.values.pop()
+                head.last = head.ts[-1] if head.ts else head.written
+                self.appended -= 1
 
     def append_many(
         self, samples: Iterable[tuple[Labels, int, float]], now_ms: int | None = None
@@ -209,13 +213,15 @@ class TSDB:
 
     def _write(self, sids: Sequence[int]) -> None:
         rows = []
-        for sid in sids:
-            head = self._heads.pop(sid, None)
+        written: list[Head] = []
+        for sid in dict.fromkeys(sids):
+            head = self._heads.get(sid)
             if head is None or not head.ts:
                 continue
             ts = np.frombuffer(head.ts, dtype=np.int64)
             vs = np.frombuffer(head.values, dtype=np.float64)
             rows.append((sid, int(ts[0]), int(ts[-1]), encode_chunk(ts, vs)))
+            written.append(head)
         if not rows:
             return
         try:
@@ -223,8 +229,14 @@ class TSDB:
             self._db.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)", rows)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK") if self._db.in_transaction else None
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            # the heads keep their samples: a later commit tries again
             raise MonitorError(f"{self.path}: cannot write chunks: {exc}") from exc
+        for head in written:  # only now: a failed write must not lose the samples
+            head.written = head.ts[-1]
+            head.ts = array("q")
+            head.values = array("d")
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete chunks wholly older than the retention period; returns how many."""
