@@ -1,0 +1,82 @@
+"""`gyro monitor serve` as users run it: a config file, SIGTERM for a clean stop, one-line errors."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from gyroscope.cli._main import COMMANDS
+from gyroscope.cli._main import cli as root
+from gyroscope.testing import free_port, wait_for_port
+
+SERVE = "from gyroscope.cli.monitor import monitor; monitor(prog_name='gyro monitor')"
+
+
+@pytest.fixture(autouse=True)
+def _registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(COMMANDS, "monitor", "gyroscope.cli.monitor:monitor")
+
+
+def test_serve_gyroscope_yaml_section_and_stop_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "rules.yaml").write_text(
+        "groups:\n  - name: g\n    rules:\n      - record: r\n        expr: vector(1)\n"
+    )
+    (tmp_path / "gyroscope.yaml").write_text(
+        f"monitor:\n  listen: 127.0.0.1:{port}\n  rule_files: [rules.yaml]\n  host: {{enabled: false}}\n"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVE,
+            "serve",
+            "-c",
+            str(tmp_path / "gyroscope.yaml"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/-/healthy").text == "ok\n"
+        groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules").json()["data"]["groups"]
+        assert groups[0]["rules"][0]["name"] == "r"  # the rule file resolved next to the config
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"monitor listening on http://127.0.0.1:{port}" in err
+    assert (tmp_path / "data" / "monitor" / "tsdb.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ("listen: 0.0.0.0:9464\n", "needs monitor.token"),
+        ("scrape: [{job: x, targets: [nohost]}]\n", "scrape[0].targets"),
+        ("evaluation_interval: soon\n", "expected a duration"),
+        ("rule_files: [missing.yaml]\n", "missing.yaml: cannot read"),
+        ("alerting: {route: {receiver: nobody}}\n", "not in receivers"),
+    ],
+)
+def test_bad_config_is_one_line(tmp_path: Path, config: str, expected: str) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(config)
+    result = CliRunner().invoke(
+        root, ["monitor", "serve", "-c", str(path), "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gyro: error:") and expected in lines[0], (
+        result.output
+    )
