@@ -161,3 +161,17 @@ def test_unreachable_monitor_is_one_line() -> None:
     assert result.exit_code == 1
     assert result.output.startswith("gyro: error: cannot reach the monitor at http://127.0.0.1:9")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_grafana_style_post_forms(running: MonitorService) -> None:
+    now = time.time()
+    httpx.post(f"{running.url}/api/v1/push?job=g", content=f"temp 21.5 {int(now * 1000) - 5000}\n")
+    form = {"query": "temp * 2", "time": f"{now:.3f}"}
+    r = httpx.post(f"{running.url}/api/v1/query", data=form)
+    assert r.json()["data"]["result"][0]["value"][1] == "43"
+    form = {"query": "temp", "start": str(now - 4), "end": str(now), "step": "2"}
+    r = httpx.post(f"{running.url}/api/v1/query_range", data=form)
+    assert [v[1] for v in r.json()["data"]["result"][0]["values"]] == ["21.5"] * 3
+    assert "job" in httpx.post(f"{running.url}/api/v1/labels").json()["data"]
+    assert httpx.get(f"{running.url}/api/v1/status/buildinfo").json()["status"] == "success"
+    assert httpx.get(f"{running.url}/api/v1/query_exemplars").json()["data"] == []

@@ -110,6 +110,7 @@ class MonitorApi:
                 {"version": "2.53.0", "application": "gyroscope"}
             ),
             "/api/v1/metadata": lambda: _ok({}),
+            "/api/v1/query_exemplars": lambda: _ok([]),  # no exemplars are stored
             "/api/v1/history": lambda: self._history(params),
             "/api/v1/notifications": lambda: _ok(self.s.delivery_status()),
             "/api/v1/probes": lambda: _ok(self.s.probe_view()),
@@ -117,14 +118,19 @@ class MonitorApi:
                 {"cluster": {"status": "disabled"}, "versionInfo": {"version": "gyroscope"}}
             ),
         }
+        # Grafana sends queries, series and label lookups as POST forms too.
         if path in simple and (
             method in ("GET", "HEAD")
             or path.startswith("/api/v1/query")
-            or path == "/api/v1/series"
+            or path in ("/api/v1/series", "/api/v1/labels")
         ):
             result: Response = simple[path]()  # type: ignore[no-untyped-call]
             return result
-        if path.startswith("/api/v1/label/") and path.endswith("/values"):
+        if (
+            path.startswith("/api/v1/label/")
+            and path.endswith("/values")
+            and method in ("GET", "POST")
+        ):
             name = path.removeprefix("/api/v1/label/").removesuffix("/values")
             return _ok(sorted({v for lb in self.s.db.all_labels() for k, v in lb if k == name}))
         if path == "/api/v2/alerts":
