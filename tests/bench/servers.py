@@ -35,7 +35,8 @@ http {{
     keepalive_requests 100000000;
     keepalive_timeout 120s;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+        {certs}
         root {dir}/www;
         location / {{ }}
         location = /missing {{ return 404; }}
@@ -54,8 +55,13 @@ def nginx_binary() -> str | None:
 
 
 @contextmanager
-def nginx(tmp: Path, *, cpu: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start nginx on a free port; yields (base URL, process). Stops it on exit."""
+def nginx(
+    tmp: Path, *, cpu: int | None = None, tls: bool = False
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start nginx on a free port; yields (base URL, process). Stops it on exit.
+
+    ``tls=True`` serves HTTPS with a fresh self-signed certificate (made with openssl).
+    """
     binary = nginx_binary()
     if binary is None:
         import pytest
@@ -69,14 +75,39 @@ def nginx(tmp: Path, *, cpu: int | None = None) -> Iterator[tuple[str, subproces
     (tmp / "www" / "index.html").write_text("<html><body>" + "x" * 100 + "</body></html>\n")
     conf = tmp / "nginx.conf"
     user = "user root;\n" if os.geteuid() == 0 else ""
-    conf.write_text(NGINX_CONF.format(dir=tmp, port=port, user=user))
+    certs = ""
+    if tls:
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                str(tmp / "key.pem"),
+                "-out",
+                str(tmp / "cert.pem"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        certs = f"ssl_certificate {tmp}/cert.pem; ssl_certificate_key {tmp}/key.pem;"
+    conf.write_text(
+        NGINX_CONF.format(dir=tmp, port=port, user=user, ssl=" ssl" if tls else "", certs=certs)
+    )
     argv = [binary, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")]
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu), *argv]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port("127.0.0.1", port, timeout=10)
-        yield f"http://127.0.0.1:{port}", proc
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", proc
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)

@@ -20,7 +20,7 @@ from gyroscope.bench import LoadConfig, run_load
 from tests.bench.conftest import completion_body
 from tests.bench.servers import nginx, nginx_worker_pid
 
-RATE, DURATION, STALL_AT, STALL = 200.0, 2.0, 0.3, 1.4
+RATE, DURATION, STALL_AT, STALL = 100.0, 2.0, 0.3, 1.4
 
 
 def true_percentiles(

@@ -69,3 +69,16 @@ async def test_closed_user_stages_change_concurrency(nginx_url: str) -> None:
     first, second = (sum(i.requests for i in result.data.series if i.t == t) for t in (0, 1))
     assert first < second
     assert 2.0 < second / max(first, 1) < 4.5
+
+
+async def test_tls_target(tmp_path) -> None:
+    from gyroscope.bench import run_load as run
+    from tests.bench.servers import nginx
+
+    with nginx(tmp_path, tls=True) as (url, _proc):
+        # A self-signed certificate fails verification (counted as tls errors) unless told not to.
+        strict = await run(LoadConfig(url=url + "/", connections=2, requests=20, timeout=5))
+        assert set(strict.data.errors) == {"tls"}
+        ok = await run(LoadConfig(url=url + "/", connections=2, requests=200, insecure=True))
+    assert ok.data.counters["ok"] == 200
+    assert dict(ok.data.status) == {200: 200}

@@ -110,3 +110,40 @@ def test_compare_refuses_non_results(tmp_path: Path) -> None:
     path.write_text('{"hello": 1}')
     with pytest.raises(BenchError, match="not a gyroscope bench result"):
         Result.load(path)
+
+
+def test_live_ab_flags_the_slower_side(demo_server) -> None:
+    fast_url = demo_server(8, 1.0, "--fault", "latency_ms=40")
+    slow_url = demo_server(8, 1.0, "--fault", "latency_ms=90")
+    body = completion_body(TOKENS)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gyroscope.cli",
+            "bench",
+            "ab",
+            fast_url + "/v1/completions",
+            slow_url + "/v1/completions",
+            "-c",
+            "4",
+            "-d",
+            "2s",
+            "--rounds",
+            "2",
+            "-m",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--body",
+            body,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["verdict"] == "slower"
+    assert doc["latency_ms"]["p50"]["ratio"] == pytest.approx(97 / 47, rel=0.25)

@@ -58,7 +58,6 @@ class Conn(asyncio.Protocol):
         self.sent = 0.0
         self.nbytes = 0
         self.expect: frozenset[int] = frozenset()
-        self.headers_done = False
         self.closed = False
         self.retire = False
         self.slot: Any = None  # per-request state an engine may attach (the LLM stream tracker)
@@ -71,13 +70,12 @@ class Conn(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.owner.on_ready(self)
 
-    def send(self, data: bytes, start: float, expect: frozenset[int]) -> None:
+    def send(self, data: bytes, start: float, expect: frozenset[int], now: float) -> None:
         self.busy = True
         self.start = start
-        self.sent = time.monotonic()
+        self.sent = now
         self.nbytes = 0
         self.expect = expect
-        self.headers_done = False
         self.transport.write(data)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
@@ -88,9 +86,6 @@ class Conn(asyncio.Protocol):
             self.fail("protocol")
         except httptools.HttpParserError:
             self.fail("protocol")
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
 
     def on_message_complete(self) -> None:
         if not self.busy:
@@ -113,7 +108,7 @@ class Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.closed:
             return
-        if self.busy and exc is None and self.headers_done:
+        if self.busy and exc is None and self.nbytes and self.parser.get_status_code():
             # A response delimited by the end of the connection (no length, not chunked).
             self.busy = False
             self.closed = True

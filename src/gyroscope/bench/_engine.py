@@ -124,6 +124,9 @@ class Engine:
         self._t_start = 0.0
         self._t_measure = 0.0
         self._lag = self.rec.buffers["lag"]
+        self.open_model = plan.open_model
+        # The closed model without think time or stream tracking takes a shorter path per response.
+        self._fast = not self.open_model and plan.think_time <= 0 and tracker is None
 
     # -- request selection -------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class Engine:
         loop.call_later(plan.warmup + plan.duration, self.stop)
         loop.call_later(_SWEEP, self._sweep)
         loop.call_later(plan.warmup + 1.0 if plan.warmup > 0 else 1.0, self._tick)
-        if plan.open_model:
+        if self.open_model:
             warm = (
                 (
                     Stage(
@@ -249,7 +252,7 @@ class Engine:
         for conn in list(self.conns):
             if conn.busy and now - conn.sent > timeout:
                 conn.fail("timeout")
-        if not self.plan.open_model:
+        if not self.open_model:
             self._adjust_users()
         self._loop.call_later(_SWEEP, self._sweep)  # type: ignore[union-attr]
 
@@ -294,7 +297,7 @@ class Engine:
         if self.stopping:
             return
         # The attempt stands for one request: count it, then try again after a pause.
-        if self.plan.open_model:
+        if self.open_model:
             if self.pending:
                 due = self.pending.popleft()
                 if due >= self._t_measure:
@@ -315,7 +318,7 @@ class Engine:
             self.rec.error(kind)
         if self.stopping:
             return
-        if self.plan.open_model:
+        if self.open_model:
             if self.pending and len(self.conns) + self.connecting < self.plan.max_connections:
                 self._open()
         elif not conn.retire:
@@ -340,11 +343,18 @@ class Engine:
             if conn.slot is not None:
                 conn.slot.finish(now, status in conn.expect)
         conn.slot = None
+        if keep_alive and self._fast and self.remaining and not self.stopping and not conn.retire:
+            data, expect = self._pick()
+            if self.remaining > 0:
+                self.remaining -= 1
+            rec.bytes_out += len(data)
+            conn.send(data, now, expect, now)
+            return
         if not keep_alive:
             self.conns.discard(conn)
             conn.close()
-            if not self.stopping and not (conn.retire and not self.plan.open_model):
-                if not self.plan.open_model or self.pending:
+            if not self.stopping and not (conn.retire and not self.open_model):
+                if not self.open_model or self.pending:
                     self._open()
             elif conn.retire:
                 self.users -= 1
@@ -358,7 +368,7 @@ class Engine:
         if self.stopping:
             self._maybe_finish()
             return
-        if self.plan.open_model:
+        if self.open_model:
             if self.pending:
                 self._send(conn, self.pending.popleft(), now)
             else:
@@ -389,9 +399,9 @@ class Engine:
             self.remaining -= 1
         if self.rec.recording:
             self.rec.bytes_out += len(data)
-            if self.plan.open_model:
+            if self.open_model:
                 self._lag.append(int((now - due) * 1e6))
-        conn.send(data, due, expect)
+        conn.send(data, due, expect, now)
         if self.tracker is not None:
             conn.slot = self.tracker(self, conn)
 

@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from gyroscope.bench._engine import Engine, WorkerPlan
-from gyroscope.bench._load import LoadConfig, build_plan, run_load
+from gyroscope.bench._load import LoadConfig, _duration, build_plan, run_load
 from gyroscope.bench._result import Result
 from gyroscope.bench._target import RequestSpec, parse_target
-from gyroscope.bench._units import parse_threshold
+from gyroscope.bench._units import parse_rate, parse_threshold
 from gyroscope.core import StrictModel
 from gyroscope.errors import BenchError, ScenarioError
 
@@ -59,6 +59,13 @@ class LlmConfig(StrictModel):
     api_key: str | None = None
     seed: int | None = 0
     insecure: bool = False
+
+    _d = field_validator("duration", "warmup", "timeout", mode="before")(_duration)
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        return None if value is None else parse_rate(value)
 
     @field_validator("slo")
     @classmethod
@@ -181,10 +188,11 @@ def llm_plan(cfg: LlmConfig) -> WorkerPlan:
 class StreamState:
     """Per-request SSE decoder and token clock (attached to a connection as its ``slot``)."""
 
-    __slots__ = ("buf", "first", "last", "max_gap", "rec", "slo", "start", "tokens", "usage")
+    __slots__ = ("buf", "first", "itl", "last", "max_gap", "rec", "slo", "start", "tokens", "usage")
 
     def __init__(self, engine: Engine, start: float, slo: dict[str, float]) -> None:
         self.rec = engine.rec
+        self.itl = engine.rec.buffers["itl"]
         self.start = start
         self.slo = slo
         self.buf = b""
@@ -212,7 +220,16 @@ class StreamState:
                 count += self._slow(event)
             if b'"usage":{' in event:
                 self._usage(event)
-        if count:
+        if count == 1 and self.tokens and self.rec.recording:
+            # The common case, one token after the first: kept free of further calls.
+            gap = now - self.last
+            if gap > self.max_gap:  # noqa: PLR1730 - no builtin call on the per-token path
+                self.max_gap = gap
+            self.itl.append(int(gap * 1e6))
+            self.tokens += 1
+            self.rec.tokens += 1
+            self.last = now
+        elif count:
             self._tokens(count, now)
 
     def _tokens(self, count: int, now: float) -> None:
@@ -231,6 +248,9 @@ class StreamState:
             self.rec.buffers["itl"].extend([1] * (count - 1))
         self.tokens += count
         self.last = now
+        if recording:
+            # Counted on arrival: a long answer cut off by the end of the run still counts.
+            self.rec.tokens += count
 
     def _slow(self, event: bytes) -> int:
         for line in event.split(b"\n"):
@@ -259,7 +279,8 @@ class StreamState:
         tokens = self.usage if self.usage >= 0 else self.tokens
         if not ok or self.tokens == 0:
             return
-        rec.tokens += tokens
+        # The server's own count wins where it differs (several tokens in one event).
+        rec.tokens += tokens - self.tokens
         tpot = (self.last - self.first) / (tokens - 1) if tokens > 1 else 0.0
         if tokens > 1:
             rec.buffers["tpot"].append(int(tpot * 1e6))

@@ -48,9 +48,12 @@ def encode_hist(hist: HdrHistogram) -> str:
 def _fold(buffer: array[int], *hists: HdrHistogram) -> None:
     if not buffer:
         return
-    values, counts = np.unique(
-        np.clip(np.frombuffer(buffer, dtype=np.int64), _LOW, _HIGH), return_counts=True
-    )
+    raw = np.clip(np.frombuffer(buffer, dtype=np.int64), _LOW, _HIGH)
+    # Round each value down to the lowest value of its histogram bucket (3 significant figures:
+    # 2048 sub-buckets, so values below 2048 are exact) before counting distinct values: the
+    # histogram is the same, with far fewer record_value calls.
+    shift = np.maximum(np.floor(np.log2(raw)).astype(np.int64) - 10, 0)
+    values, counts = np.unique((raw >> shift) << shift, return_counts=True)
     for value, count in zip(values.tolist(), counts.tolist(), strict=True):
         for hist in hists:
             hist.record_value(value, count)

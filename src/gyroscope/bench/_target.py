@@ -172,6 +172,9 @@ def build_spec(
         if not sep or not name.strip():
             raise BenchError(f"bad header {item!r}: expected 'Name: value'")
         pairs.append((name.strip(), value.strip()))
+    if method.upper() == "HEAD":
+        # The response parser cannot be told a body will not follow; it would wait for one.
+        raise BenchError("HEAD is not supported: its response carries no body to delimit; use GET")
     return RequestSpec(
         method=method.upper(),
         path=target.path,

@@ -426,6 +426,9 @@ def _print_comparison(comparison: Any, as_json: bool) -> None:
 @click.option(
     "--rounds", type=int, default=5, show_default=True, help="Interleaved rounds A B A B."
 )
+@click.option("-m", "--method", default="GET", show_default=True)
+@click.option("-H", "--header", "headers", multiple=True, help="'Name: value', repeatable.")
+@click.option("--body", help="Request body.")
 @click.option("--json", "as_json", is_flag=True)
 def ab(
     url_a: str,
@@ -434,6 +437,9 @@ def ab(
     rate: str | None,
     duration: str,
     rounds: int,
+    method: str,
+    headers: tuple[str, ...],
+    body: str | None,
     as_json: bool,
 ) -> None:
     """Live A/B: interleaved rounds against two URLs, then the comparison of B with A.
@@ -461,6 +467,9 @@ def ab(
                         connections=None if rate else connections,
                         rate=rate,
                         duration=per_round,
+                        method=method,
+                        headers=list(headers),
+                        body=body,
                     )
                     parts[side].append(await run_load(cfg, stop=stop))
         finally:
