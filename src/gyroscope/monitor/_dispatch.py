@@ -124,6 +124,8 @@ class Dispatcher:
         self._status: dict[str, str] = {}
         self._changes: dict[str, list[float]] = {}
         self._events: list[dict[str, Any]] = []
+        self._restored: dict[str, dict[str, Any]] = {}
+        self._dropped: list[str] = []
 
     # -- input -----------------------------------------------------------------------------------
     def put(self, alerts: Iterable[AmAlert], now: float) -> None:
@@ -141,9 +143,33 @@ class Dispatcher:
             for route in self.route.match(alert.labels):
                 glabels = route.group_key(alert.labels)
                 group = _Group(route, glabels, now)
+                if group.key not in self.groups:
+                    self._seed(group)
                 group = self.groups.setdefault(group.key, group)
                 group.fps.add(alert.fp)
         self._track(now)
+
+    # -- what survives a restart -------------------------------------------------------------------
+    def restore_groups(self, saved: dict[str, dict[str, Any]]) -> None:
+        """What each group last told its receiver (from ``group_state``), so that a restart does
+        not notify again about alerts the receiver already knows."""
+        self._restored = dict(saved)
+
+    def _seed(self, group: _Group) -> None:
+        saved = self._restored.pop(group.key, None)
+        if saved is not None:
+            group.notified = dict(saved["notified"])
+            group.last_flush = group.last_notify = float(saved["last_notify"])
+
+    def group_state(self, key: str) -> dict[str, Any] | None:
+        group = self.groups.get(key)
+        if group is None or group.last_notify is None:
+            return None
+        return {"notified": dict(group.notified), "last_notify": group.last_notify}
+
+    def drain_dropped_groups(self) -> list[str]:
+        dropped, self._dropped = self._dropped, []
+        return dropped
 
     def _track(self, now: float) -> None:
         for fp, alert in self.alerts.items():
@@ -231,6 +257,7 @@ class Dispatcher:
             out += self._group_tick(group, now)
             if not group.fps:
                 del self.groups[key]
+                self._dropped.append(key)
         return out
 
     def _group_tick(self, group: _Group, now: float) -> list[Notification]:

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_fp ON events (fingerprint, time);
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nflog (group_key TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
 
@@ -101,6 +102,19 @@ class History:
             data["weekdays"] = frozenset(data["weekdays"])
             out.append(Silence(**data))
         return out
+
+    def save_nflog(self, group_key: str, state: dict[str, Any] | None) -> None:
+        """What a group last told its receiver (None: the group is gone)."""
+        with self._db:
+            if state is None:
+                self._db.execute("DELETE FROM nflog WHERE group_key = ?", (group_key,))
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO nflog VALUES (?, ?)", (group_key, json.dumps(state))
+                )
+
+    def load_nflog(self) -> dict[str, dict[str, Any]]:
+        return {key: json.loads(body) for key, body in self._db.execute("SELECT * FROM nflog")}
 
     def close(self) -> None:
         self._db.close()

@@ -73,6 +73,32 @@ class GroupEvaluator:
         self.external = external_labels or {}
         self.rules = [_RuleState(rule) for rule in group.rules]
 
+    def restore(self, t: float) -> int:
+        """Bring back pending/firing alerts from ``ALERTS_FOR_STATE`` (written every evaluation),
+        so a restart does not make an alert wait its whole ``for`` again. Returns how many."""
+        restored = 0
+        for state in self.rules:
+            if not state.rule.alert:
+                continue
+            query = f'ALERTS_FOR_STATE{{alertname="{state.rule.alert}"}}'
+            try:
+                found = self.engine.instant(query, t)
+            except PromQLError:
+                continue
+            for labels, active_at in found if isinstance(found, list) else []:  # type: ignore[misc]
+                alert_labels = {k: v for k, v in labels if k != "__name__"}
+                fp = fingerprint(alert_labels)
+                state.active[fp] = ActiveAlert(
+                    alert_labels,
+                    {},
+                    "pending",
+                    float(active_at),
+                    float("nan"),
+                    rule=state.rule.alert,
+                )
+                restored += 1
+        return restored
+
     def evaluate(self, t: float) -> tuple[list[tuple[Labels, float]], list[ActiveAlert]]:
         recorded: list[tuple[Labels, float]] = []
         for state in self.rules:

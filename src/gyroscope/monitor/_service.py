@@ -30,6 +30,7 @@ from gyroscope.core import (
 )
 from gyroscope.monitor._api import MonitorApi
 from gyroscope.monitor._checks import database_samples, gpu_samples, gpu_status, host_samples, probe
+from gyroscope.monitor._chunks import STALE_NAN
 from gyroscope.monitor._config import MonitorConfig
 from gyroscope.monitor._dispatch import AmAlert, Dispatcher, Notification
 from gyroscope.monitor._exposition import Labels, Sample
@@ -96,6 +97,7 @@ class MonitorService(Service):
         self._probes: dict[str, dict[str, Any]] = {}
         self._wake_dispatch = asyncio.Event()
         self._scraped = asyncio.Event()
+        self._alert_series: dict[int, set[Labels]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,6 +116,9 @@ class MonitorService(Service):
             self.logship = LogShipper(cfg.alerting.log_store_url, self.client)
         self.delivery = DeliveryQueue(cfg.alerting.receivers, self.client, self._on_delivery)
         self.evaluators = [GroupEvaluator(g, self.engine) for g in groups]
+        for evaluator in self.evaluators:
+            evaluator.restore(time.time())
+        self.dispatcher.restore_groups(self.history.load_nflog())
         self.targets = [
             ScrapeTarget(
                 self.db,
@@ -239,10 +244,19 @@ class MonitorService(Service):
         t_ms = int(now * 1000)
         for labels, value in recorded:
             self.db.append(labels, t_ms, value)
+        written: set[Labels] = set()
         for alert in alerts:
             if alert.state != "resolved":
                 series = {**alert.labels, "__name__": "ALERTS", "alertstate": alert.state}
-                self.db.append(tuple(sorted(series.items())), t_ms, 1.0)
+                # As Prometheus: ALERTS_FOR_STATE lets a restart restore how long it was active.
+                state = {**alert.labels, "__name__": "ALERTS_FOR_STATE"}
+                for mapping, value in ((series, 1.0), (state, alert.active_at)):
+                    key = tuple(sorted(mapping.items()))
+                    self.db.append(key, t_ms, value)
+                    written.add(key)
+        for gone in self._alert_series.get(id(evaluator), set()) - written:
+            self.db.append(gone, t_ms, STALE_NAN)
+        self._alert_series[id(evaluator)] = written
         self.db.commit()
         interval = evaluator.group.interval_s or self.config.evaluation_interval
         self.receive_alerts([self._to_am(a, now, interval) for a in alerts if a.state != "pending"])
@@ -269,6 +283,11 @@ class MonitorService(Service):
             self._wake_dispatch.clear()
             for notification in self.dispatcher.tick(time.time()):
                 self.delivery.submit(notification)
+                state = self.dispatcher.group_state(notification.group_key)
+                if state is not None:
+                    self.history.save_nflog(notification.group_key, state)
+            for key in self.dispatcher.drain_dropped_groups():
+                self.history.save_nflog(key, None)
             self._record(self.dispatcher.drain_events())
             self._m_alerts.set(len(self.dispatcher.alerts))
 
