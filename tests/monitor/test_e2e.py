@@ -168,6 +168,9 @@ async def test_restart_keeps_firing_alert_without_notifying_again(
     await monitor.start()
     try:
         await wait_until(lambda: bool(receiver.received), timeout=60, what="the first webhook")
+        assert monitor.acknowledge(
+            [receiver.received[0]["alerts"][0]["fingerprint"]], by="al", comment=""
+        )
     finally:
         await monitor.stop()
     assert len(receiver.received) == 1
@@ -175,6 +178,7 @@ async def test_restart_keeps_firing_alert_without_notifying_again(
     monitor = MonitorService(config, tmp_path / "data")
     await monitor.start()
     try:
+        assert monitor.dispatcher.acks[fp]["by"] == "al"  # acknowledgements survive too
         # the rule's `for` state comes back from ALERTS_FOR_STATE: firing again on the first
         # evaluations, not after another 2 s of pending
         restored = [a for ev in monitor.evaluators for a in ev.alerts()]

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_fp ON events (fingerprint, time);
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS acks (fingerprint TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nflog (group_key TEXT PRIMARY KEY, body TEXT NOT NULL);
 """
 
@@ -112,6 +113,18 @@ class History:
                 self._db.execute(
                     "INSERT OR REPLACE INTO nflog VALUES (?, ?)", (group_key, json.dumps(state))
                 )
+
+    def save_acks(self, acks: dict[str, dict[str, Any]]) -> None:
+        """Replace the stored acknowledgements with ``acks`` (fingerprint -> who, why, when)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM acks")
+            self._db.executemany(
+                "INSERT INTO acks VALUES (?, ?)", [(fp, json.dumps(a)) for fp, a in acks.items()]
+            )
+
+    def load_acks(self) -> dict[str, dict[str, Any]]:
+        return {fp: json.loads(body) for fp, body in self._db.execute("SELECT * FROM acks")}
 
     def load_nflog(self) -> dict[str, dict[str, Any]]:
         return {key: json.loads(body) for key, body in self._db.execute("SELECT * FROM nflog")}

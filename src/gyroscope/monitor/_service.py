@@ -119,6 +119,8 @@ class MonitorService(Service):
         for evaluator in self.evaluators:
             evaluator.restore(time.time())
         self.dispatcher.restore_groups(self.history.load_nflog())
+        self.dispatcher.acks.update(self.history.load_acks())
+        self._saved_acks = dict(self.dispatcher.acks)
         self.targets = [
             ScrapeTarget(
                 self.db,
@@ -288,8 +290,14 @@ class MonitorService(Service):
                     self.history.save_nflog(notification.group_key, state)
             for key in self.dispatcher.drain_dropped_groups():
                 self.history.save_nflog(key, None)
+            self._save_acks()
             self._record(self.dispatcher.drain_events())
             self._m_alerts.set(len(self.dispatcher.alerts))
+
+    def _save_acks(self) -> None:
+        if self.dispatcher.acks != self._saved_acks:
+            self.history.save_acks(self.dispatcher.acks)
+            self._saved_acks = dict(self.dispatcher.acks)
 
     async def _retention_loop(self) -> None:
         while True:
@@ -375,6 +383,7 @@ class MonitorService(Service):
 
     def acknowledge(self, fps: list[str], *, by: str, comment: str) -> list[str]:
         done = self.dispatcher.acknowledge(fps, by=by, comment=comment, now=time.time())
+        self._save_acks()
         self._record(self.dispatcher.drain_events())
         return done
 
