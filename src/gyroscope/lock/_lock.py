@@ -98,6 +98,7 @@ class Lock:
         self._granted_at = 0.0
         self._lost: LeaseLostError | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._cleanup: asyncio.Task[None] | None = None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -144,7 +145,7 @@ class Lock:
                 )
             self._depth += 1
             return self._token
-        self._raise_pending_loss()
+        self._lost = None  # a new hold starts over; the old loss was reported (event, callback)
         backend = self.backend
         started = self._clock.monotonic()
         attempts = Attempts(
@@ -215,10 +216,8 @@ class Lock:
         self.lease_lost.clear()
         if self.metrics is not None:
             self.metrics.acquired(self.name, self._backend_name(), wait=waited)
-        if self.auto_renew:
-            self._renewer = asyncio.create_task(
-                self._renew_forever(), name=f"lock-renew:{self.name}"
-            )
+        keeper = self._renew_forever() if self.auto_renew else self._expire_at_end()
+        self._renewer = asyncio.create_task(keeper, name=f"lock-lease:{self.name}")
         log.debug("lock %s acquired by %s, token %d", self.name, self.owner_id, grant.token)
 
     async def _abandon_quietly(self, backend: LockBackend) -> None:
@@ -231,6 +230,19 @@ class Lock:
             self.metrics.failed(self.name, self._backend_name(), outcome=outcome)
 
     # -- renew -------------------------------------------------------------------------------
+
+    async def _expire_at_end(self) -> None:
+        """Without renewal the lease still ends on time, and the holder is told when it does."""
+        lease = self._lease
+        if lease is None:
+            return
+        # sleep() may wake a hair early on some clocks, hence the loop
+        for _ in range(100):
+            if not self._still_holding(lease) or lease.expired():
+                break
+            await asyncio.sleep(lease.remaining())
+        if self._still_holding(lease):
+            self._mark_lost("the lease expired (auto_renew=False)")
 
     async def _renew_forever(self) -> None:
         lease = self._lease
@@ -262,10 +274,10 @@ class Lock:
                 granted = await self.backend.extend(self.name, self.owner_id, token, ttl)
         except TimeoutError:
             self._mark_lost("the engine did not confirm renewal before the lease ended")
-            raise self._take_loss() from None
+            raise self._pending_loss() from None
         if granted is None:
             self._mark_lost("the engine no longer has this holder's lease (expired or broken)")
-            raise self._take_loss()
+            raise self._pending_loss()
         if self._lease is lease:
             lease.renewed(sent_at=sent_at, ttl=granted)
         return granted
@@ -273,10 +285,11 @@ class Lock:
     async def extend(self, ttl: float | None = None) -> float:
         """Renew the lease now (optionally with a new ttl); the ttl the engine granted."""
         if self._token is None:
-            self._raise_pending_loss()
+            if self._lost is not None:
+                raise self._pending_loss()
             raise LockNotHeldError("extend() of a lock that is not held", lock_name=self.name)
         if not self.held:
-            raise self._take_loss()
+            raise self._pending_loss()
         if ttl is not None:
             self.ttl = float(ttl)
         return await self._extend_once(self.ttl)
@@ -288,6 +301,7 @@ class Lock:
         held = self._clock.monotonic() - self._granted_at
         self._clear_hold()
         self._lost = LeaseLostError(f"lease lost (token {token}): {reason}", lock_name=self.name)
+        self._drop_on_engine(token)
         self.lease_lost.set()
         log.warning("lock %s: %s", self.name, self._lost)
         if self.metrics is not None:
@@ -297,6 +311,24 @@ class Lock:
                 self.on_lease_lost(self, self._lost)
             except Exception:
                 log.exception("lock %s: on_lease_lost callback failed", self.name)
+
+    def _drop_on_engine(self, token: int) -> None:
+        """Best effort: delete what the engine may still hold for us (a ZooKeeper node outlives
+        our lease while the session lives). Token-checked, so it never touches a newer holder."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._cleanup = loop.create_task(self._release_quietly(token))
+
+    async def _release_quietly(self, token: int) -> None:
+        with contextlib.suppress(LockError, TimeoutError):
+            async with asyncio.timeout(max(1.0, self.ttl)):
+                await self.backend.release(self.name, self.owner_id, token)
+
+    def _pending_loss(self) -> LeaseLostError:
+        """The loss, kept for release() to report (extend() and renewal only look at it)."""
+        return self._lost or LeaseLostError("lease lost", lock_name=self.name)
 
     def _take_loss(self) -> LeaseLostError:
         lost = self._lost or LeaseLostError("lease lost", lock_name=self.name)

@@ -49,6 +49,9 @@ class SyncLock:
 
     @property
     def held(self) -> bool:
+        return self._portal.call(self._held())
+
+    async def _held(self) -> bool:
         return self._lock.held
 
     @property
