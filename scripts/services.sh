@@ -16,8 +16,9 @@ REDIS_PORT=${GYRO_TEST_REDIS_PORT:-16379}
 ETCD_PORT=${GYRO_TEST_ETCD_PORT:-12379}                  # single node (peer port +1)
 ETCD_CLUSTER_BASE=${GYRO_TEST_ETCD_CLUSTER_BASE:-12381}  # 3 nodes: clients 12381/12383/12385, peers +1
 ZK_PORT=${GYRO_TEST_ZK_PORT:-12181}
+SSHD_PORT=${GYRO_TEST_SSHD_PORT:-12222}                # SFTP backend tests (backup)
 
-PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper)
+PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -111,11 +112,30 @@ start_zookeeper() { # standalone, small heap, 500 ms ticks so 1 s sessions are a
   log "zookeeper on 127.0.0.1:$ZK_PORT"
 }
 
+start_sshd() { # an sshd for the SFTP backup backend: generated host key, one client key, loopback only
+  local d="$DIR/sshd"
+  mkdir -p "$d/repos" && chmod 700 "$d"
+  if [ -f "$d/sshd.pid" ] && kill -0 "$(cat "$d/sshd.pid")" 2>/dev/null; then return 0; fi
+  [ -f "$d/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C gyro-test-host -f "$d/host_ed25519"
+  [ -f "$d/client_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C gyro-test-client -f "$d/client_ed25519"
+  cp "$d/client_ed25519.pub" "$d/authorized_keys" && chmod 600 "$d/authorized_keys"
+  printf '[127.0.0.1]:%s %s\n' "$SSHD_PORT" "$(cut -d' ' -f1,2 "$d/host_ed25519.pub")" >"$d/known_hosts"
+  printf '%s\n' "Port $SSHD_PORT" "ListenAddress 127.0.0.1" "HostKey $d/host_ed25519" "PidFile $d/sshd.pid" \
+    "AuthorizedKeysFile $d/authorized_keys" "AllowUsers $(id -un)" "PasswordAuthentication no" \
+    "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" "UsePAM no" "StrictModes no" \
+    "Subsystem sftp internal-sftp" "LogLevel ERROR" >"$d/sshd_config"
+  [ "$(id -u)" -ne 0 ] || mkdir -p /run/sshd  # privilege separation directory sshd wants as root
+  /usr/sbin/sshd -f "$d/sshd_config" -E "$d/sshd.log"
+  wait_port 127.0.0.1 "$SSHD_PORT" 10
+  log "sshd (SFTP) on 127.0.0.1:$SSHD_PORT"
+}
+
 start() {
   mkdir -p "$DIR"
   start_redis
   start_etcd
   start_zookeeper
+  start_sshd
   print_env > "$DIR/env"
 }
 
@@ -123,13 +143,14 @@ stop() {
   stop_pidfile "$DIR/redis/redis.pid"
   stop_etcd
   stop_pidfile "$DIR/zookeeper/zk.pid"
+  stop_pidfile "$DIR/sshd/sshd.pid"
   rm -rf "$DIR"
   log "stopped"
 }
 
 status() {
   for spec in "redis:127.0.0.1:$REDIS_PORT" "etcd:127.0.0.1:$ETCD_PORT" \
-    "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT"; do
+    "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT" "sshd:127.0.0.1:$SSHD_PORT"; do
     IFS=: read -r name host port <<<"$spec"
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then echo "$name up $host:$port"; else echo "$name down $host:$port"; fi
   done
@@ -140,6 +161,7 @@ print_env() {
   echo "export GYRO_TEST_ETCD_CLUSTER=127.0.0.1:$ETCD_CLUSTER_BASE,127.0.0.1:$((ETCD_CLUSTER_BASE + 2)),127.0.0.1:$((ETCD_CLUSTER_BASE + 4))"
   echo "export GYRO_TEST_ZK_HOSTS=127.0.0.1:$ZK_PORT"
   echo "export GYRO_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+  echo "export GYRO_TEST_SFTP_URL='sftp://$(id -un)@127.0.0.1:$SSHD_PORT$DIR/sshd/repos?key=$DIR/sshd/client_ed25519&known_hosts=$DIR/sshd/known_hosts'"
 }
 
 case "${1:-}" in
