@@ -21,16 +21,16 @@ _pack.TARGET_PACK_SIZE = 256 << 10  # many small packs: more points to be killed
 repo = Repository.open(sys.argv[1], Secret(password=sys.argv[3].encode()))
 write = repo.backend.write
 def slow_write(name, data):  # a slow disk, so that kills land between the steps of a backup
-    time.sleep(0.05)
+    time.sleep(float(sys.argv[4]))
     write(name, data)
 repo.backend.write = slow_write
 backup(repo, [sys.argv[2]])
 """
 
 
-def _start(repo: Path, src: Path) -> subprocess.Popen[bytes]:
+def _start(repo: Path, src: Path, delay: float = 0.05) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, str(repo), str(src), PASSWORD.decode()],
+        [sys.executable, "-c", SCRIPT, str(repo), str(src), PASSWORD.decode(), str(delay)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -100,7 +100,7 @@ def test_rerun_after_kill_reuses_stored_packs(tmp_path: Path) -> None:
     src.mkdir()
     for i in range(6):
         (src / f"f{i}").write_bytes(os.urandom(2 << 20))
-    proc = _start(repo_path, src)
+    proc = _start(repo_path, src, delay=0.25)  # slow enough to be killed well before the end
     _kill_after_packs(proc, repo_path, 0, 5)
     packs = [
         f for f in (repo_path / "data").rglob("*") if f.is_file() and not f.name.startswith(".")

@@ -100,8 +100,8 @@ class _Session:
             if fresh:
                 self.reserved.add(blob_id)
         if fresh:
-            sealed = self.repo.seal_blob(blob_id, data)
-            self.writer.add(kind, blob_id, sealed, len(data))
+            nonce, ciphertext = self.repo.seal_blob(blob_id, data)
+            self.writer.add(kind, blob_id, (nonce, ciphertext), len(data))
             with self.lock:
                 self.stats.chunks_new += 1
                 self.stats.bytes_new += len(data)

@@ -135,10 +135,11 @@ def _read_pack(
         report.errors.append(f"pack {pack[:16]}: {exc}")
         return
     bad = 0
-    for _kind, hex_id, offset, length, _raw in blobs:
+    view = memoryview(data)
+    for _kind, hex_id, offset, length, raw in blobs:
         blob_id = bytes.fromhex(hex_id)
         try:
-            repo.open_blob(blob_id, data[offset : offset + length], f"pack {pack[:16]}")
+            repo.open_blob(blob_id, view[offset : offset + length], raw, f"pack {pack[:16]}")
             report.blobs += 1
         except BackupError:
             bad += 1

@@ -39,6 +39,7 @@ __all__ = [
 NONCE = 12
 _local = threading.local()
 RAW, ZSTD = 0, 1
+SAMPLE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,15 +96,21 @@ class MasterKey:
         """The keyed BLAKE3 of a chunk: its ID in the repository."""
         return blake3.blake3(data, key=self.id_key).digest()
 
-    def seal(self, plain: bytes, aad: bytes) -> bytes:
+    def seal(self, plain: bytes | memoryview, aad: bytes) -> bytes:
         nonce = os.urandom(NONCE)
         return nonce + self._aead.encrypt(nonce, plain, aad)
 
-    def open(self, sealed: bytes, aad: bytes) -> bytes:
+    def seal_parts(self, plain: bytes | memoryview, aad: bytes) -> tuple[bytes, bytes]:
+        """``(nonce, ciphertext)``: stored back to back, without copying a large ciphertext once more."""
+        nonce = os.urandom(NONCE)
+        return nonce, self._aead.encrypt(nonce, plain, aad)
+
+    def open(self, sealed: bytes | memoryview, aad: bytes) -> bytes:
         """Decrypt and authenticate; raises ``InvalidTag`` when anything was altered."""
         if len(sealed) < NONCE + 16:
             raise InvalidTag
-        return self._aead.decrypt(sealed[:NONCE], sealed[NONCE:], aad)
+        view = memoryview(sealed)
+        return self._aead.decrypt(bytes(view[:NONCE]), view[NONCE:], aad)
 
     def seal_json(self, obj: Any, aad: bytes) -> bytes:
         return self.seal(compress(json.dumps(obj, separators=(",", ":")).encode()), aad)
@@ -139,6 +146,23 @@ def compress(data: bytes | memoryview) -> bytes:
     if len(packed) < len(data):
         return b"\x01" + packed
     return b"\x00" + bytes(data)
+
+
+def compress_blob(data: bytes | memoryview) -> bytes | memoryview:
+    """zstd when it shrinks the chunk, else the chunk itself (no flag: the index records the plain
+    length, and a stored length equal to it means "not compressed"). A 64 KiB sample is tried first
+    so that random data (model weights, archives) is not compressed in vain."""
+    compressor = _zstd()[0]
+    if len(data) > 4 * SAMPLE and len(compressor.compress(data[:SAMPLE])) > SAMPLE * 0.97:
+        return data
+    packed = compressor.compress(data)
+    return packed if len(packed) < len(data) else data
+
+
+def decompress_blob(plain: bytes, raw_length: int) -> bytes:
+    if len(plain) == raw_length:
+        return plain
+    return _zstd()[1].decompress(plain, max_output_size=raw_length)
 
 
 def decompress(data: bytes) -> bytes:

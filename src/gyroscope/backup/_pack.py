@@ -41,10 +41,13 @@ class PackWriter:
         self.bytes_written = 0
         self.packs_written = 0
 
-    def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+    def add(self, kind: str, blob_id: bytes, sealed: tuple[bytes, ...], raw_length: int) -> None:
+        """Add one sealed blob, given as its parts (nonce, ciphertext) to spare a copy."""
+        length = sum(len(part) for part in sealed)
         with self._lock:
-            self._blobs.append([kind, blob_id.hex(), len(self._buf), len(sealed), raw_length])
-            self._buf += sealed
+            self._blobs.append([kind, blob_id.hex(), len(self._buf), length, raw_length])
+            for part in sealed:
+                self._buf += part
             if len(self._buf) < self.target_size:
                 return
             buf, blobs = self._take()
@@ -60,7 +63,7 @@ class PackWriter:
         buf += header
         buf += struct.pack("<I", len(header))
         pack_id = blake3.blake3(buf).hexdigest()
-        self.repo.backend.write(pack_name(pack_id), bytes(buf))
+        self.repo.backend.write(pack_name(pack_id), buf)
         # Only now, with the pack durable, may anything point at its blobs.
         self.repo.add_to_index(pack_id, blobs)
         with self._lock:

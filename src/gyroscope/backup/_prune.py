@@ -163,7 +163,7 @@ def _copy_live(
 ) -> None:
     for blob_id, entry in live:
         sealed = repo.backend.read_range(pack_name(pack), entry.offset, entry.length)
-        writer.add(entry.kind, blob_id, sealed, entry.raw_length)
+        writer.add(entry.kind, blob_id, (sealed,), entry.raw_length)
 
 
 def _someone_arrived(repo: Repository, snaps: list[Snapshot], own_lock: str, now: float) -> bool:

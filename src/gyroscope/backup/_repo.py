@@ -30,8 +30,8 @@ from gyroscope.backup._crypto import (
     InvalidTagError,
     KdfParams,
     MasterKey,
-    compress,
-    decompress,
+    compress_blob,
+    decompress_blob,
     kek_from_keyfile,
     kek_from_password,
     unwrap_key,
@@ -209,19 +209,22 @@ class Repository:
 
     # -- blobs ----------------------------------------------------------------------------------
 
-    def seal_blob(self, blob_id: bytes, data: bytes | memoryview) -> bytes:
-        return self.key.seal(compress(data), blob_id)
+    def seal_blob(self, blob_id: bytes, data: bytes | memoryview) -> tuple[bytes, bytes]:
+        """The sealed chunk as (nonce, ciphertext), authenticated together with its ID."""
+        return self.key.seal_parts(compress_blob(data), blob_id)
 
-    def open_blob(self, blob_id: bytes, sealed: bytes, where: str) -> bytes:
+    def open_blob(
+        self, blob_id: bytes, sealed: bytes | memoryview, raw_length: int, where: str
+    ) -> bytes:
         """Decrypt, decompress and re-check the keyed hash of one blob."""
         try:
-            data = decompress(self.key.open(sealed, blob_id))
+            data = decompress_blob(self.key.open(sealed, blob_id), raw_length)
         except Exception as exc:  # InvalidTag, zstd errors: all mean the bytes were altered
             raise CorruptDataError(
                 f"chunk {blob_id.hex()[:16]} in {where} fails authentication",
                 location=self.location,
             ) from exc
-        if self.key.chunk_id(data) != blob_id:
+        if len(data) != raw_length or self.key.chunk_id(data) != blob_id:
             raise CorruptDataError(
                 f"chunk {blob_id.hex()[:16]} in {where} has the wrong hash", location=self.location
             )
@@ -234,7 +237,7 @@ class Repository:
                 f"chunk {blob_id.hex()[:16]} is not in the index", location=self.location
             )
         sealed = self.backend.read_range(pack_name(entry.pack), entry.offset, entry.length)
-        return self.open_blob(blob_id, sealed, f"pack {entry.pack[:16]}")
+        return self.open_blob(blob_id, sealed, entry.raw_length, f"pack {entry.pack[:16]}")
 
     # -- index ----------------------------------------------------------------------------------
 

@@ -166,8 +166,13 @@ def restore(
         (target / parent).mkdir(parents=True, exist_ok=True)  # e.g. @sqlite/ of database dumps
     # Hand out files in small batches: one future per file costs more than restoring a tiny file.
     batches = [files[i : i + 16] for i in range(0, len(files), 16)]
+
+    def run_batch(batch: list[Entry]) -> None:
+        for entry in batch:
+            one(entry)
+
     with ThreadPoolExecutor(threads, thread_name_prefix="restore") as pool:
-        for _ in pool.map(lambda batch: [one(e) for e in batch], batches):
+        for _ in pool.map(run_batch, batches):
             pass
     for entry in entries:
         _restore_special(repo, entry, target, by_path, stats, chunker)

@@ -111,7 +111,7 @@ class SftpBackend:
                     sftp.stat(str(parent))  # created concurrently by another thread
         self._dirs.add(str(directory))
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: bytes | bytearray) -> None:
         path = PurePosixPath(self._path(name))
         tmp = str(path.with_name(f".tmp-{uuid.uuid4().hex}"))
         sftp = self._sftp()
