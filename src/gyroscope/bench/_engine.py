@@ -242,7 +242,10 @@ class Engine:
         interval = self.rec.tick(now)
         if self.on_tick is not None:
             self.on_tick(interval)
-        self._loop.call_later(max(0.05, 1.0 - (now - self._t_measure) % 1.0), self._tick)  # type: ignore[union-attr]
+        # Aim at the end of the next whole second of the run (timers may fire a little early or
+        # late; the next deadline does not drift with them).
+        due = self._t_measure + interval.t + 2
+        self._loop.call_later(max(0.0, due - time.monotonic()), self._tick)  # type: ignore[union-attr]
 
     def _sweep(self) -> None:
         if self.stopping:

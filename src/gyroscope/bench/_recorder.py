@@ -231,7 +231,7 @@ class Recorder:
         self._last = (self.requests, self.failed, self.bytes_in, self.tokens)
         if interval.requests or interval.errors or self.recording:
             self.data.series.append(interval)
-        self._interval = Interval(t=max(int(now - self._t0 + 0.5), interval.t + 1))
+        self._interval = Interval(t=interval.t + 1)
         return interval
 
     def finish(self, now: float) -> RunData:
