@@ -72,7 +72,7 @@ async def test_demo_server_latency_fault_shows_in_every_percentile(demo_server) 
         cfg = LoadConfig(
             url=url + "/v1/completions",
             method="POST",
-            rate=20,
+            rate=40,
             duration=1.5,
             headers=["Content-Type: application/json"],
             body=completion_body(1),
