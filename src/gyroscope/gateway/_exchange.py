@@ -13,14 +13,12 @@ Hazards this module is built around:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 from typing import TYPE_CHECKING
 
-from gyroscope.gateway._cache import request_cacheable, response_ttl
-from gyroscope.gateway._compress import choose_encoding, compressible, make_compressor
-from gyroscope.gateway._limits import usage_tokens
+from gyroscope.gateway._cache import request_cacheable
+from gyroscope.gateway._extras import client_key, complete_extras, log_access, prepare_extras
+from gyroscope.gateway._request import dechunk, upstream_head
 from gyroscope.gateway._response import HOP_BY_HOP, error_body, render_head
 
 if TYPE_CHECKING:
@@ -94,7 +92,21 @@ class Exchange:
         self.version = version
         self.route: Route = gw.routes[0] if gw.single_route else gw.match(url)
         self.started = gw.clock()
-        self.head = self._upstream_head()  # also learns the body framing and Expect
+        # One pass over the request headers: the upstream head, and what it says about the body.
+        (
+            self.head,
+            self.chunked_in,
+            self.expect_continue,
+            self.accept_encoding,
+            self.request_id,
+        ) = upstream_head(
+            method,
+            url,
+            headers,
+            client.peer_ip,
+            self.route.compression is not None,
+            gw.next_request_id,
+        )
 
     # -- request side ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -104,7 +116,7 @@ class Exchange:
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         limiter = route.limiter
         if limiter is not None:
-            self.client_key = self._client_key()
+            self.client_key = client_key(self)
             verdict = limiter.admit(self.client_key, self.started)
             if not verdict.allowed:
                 counts = route.counters.rate_limited
@@ -179,7 +191,7 @@ class Exchange:
         if route.key is not None:
             body = b"".join(self.replay or self.body or ()) if route.key.needs_body else b""
             if self.chunked_in and body:
-                body = _dechunk(body)
+                body = dechunk(body)
             key = route.key.key(self.headers, self.url, self.client.peer_ip, body)
         ep = gw.choose(route, key, self.tried)
         if ep is None:
@@ -286,8 +298,8 @@ class Exchange:
         self.until_close = not no_body and content_length is None and not chunked
         encoding = None
         if route.extras:
-            encoding = self._prepare_extras(
-                status, headers, content_length, content_type, encoded, no_body
+            encoding = prepare_extras(
+                self, status, headers, content_length, content_type, encoded, no_body
             )
         if self.cache_body is not None:
             self.cache_headers = [h for h in out if h[0] not in (b"date", b"age")]
@@ -296,39 +308,6 @@ class Exchange:
             content_length = None
         self._write_head(status, out, content_length, no_body)
         return self.method == b"HEAD"
-
-    def _prepare_extras(
-        self,
-        status: int,
-        headers: list[tuple[bytes, bytes]],
-        content_length: bytes | None,
-        content_type: bytes | None,
-        encoded: bool,
-        no_body: bool,
-    ) -> str | None:
-        route = self.route
-        if no_body:
-            return None
-        if self.cache_key is not None and route.cache is not None:
-            self.cache_ttl = response_ttl(status, headers, route.cache_default_ttl)
-            if self.cache_ttl > 0:
-                self.cache_body = []
-        if route.limiter is not None and route.limiter.counts_tokens:
-            self.tail = b""
-        comp = route.compression
-        if (
-            comp is not None
-            and self.accept_encoding is not None
-            and status == 200
-            and not encoded
-            and compressible(content_type)
-            and (content_length is None or int(content_length or b"0") >= comp.min_bytes)
-        ):
-            encoding = choose_encoding(self.accept_encoding, route.encodings)
-            if encoding is not None:
-                self.compressor = make_compressor(encoding, comp.level)
-                return encoding
-        return None
 
     def _write_head(
         self,
@@ -378,7 +357,7 @@ class Exchange:
             self.client.write(b"0\r\n\r\n")
         now = self.gw.clock()
         if self.route.extras:
-            self._complete_extras(now)
+            complete_extras(self, now)
         self.upconn = None
         if conn is not None:
             if self.req_done:
@@ -386,19 +365,6 @@ class Exchange:
             else:
                 conn.close()  # the request is still being sent: this connection is not reusable
         self._finish(gateway_error=False, now=now)
-
-    def _complete_extras(self, now: float) -> None:
-        if self.cache_body is not None and self.route.cache is not None and self.cache_key:
-            self.route.cache.put(
-                self.cache_key,
-                self.status,
-                self.cache_headers,
-                b"".join(self.cache_body),
-                self.cache_ttl,
-                now,
-            )
-        if self.tail is not None and self.route.limiter is not None and self.client_key:
-            self.route.limiter.charge_tokens(self.client_key, usage_tokens(self.tail), now)
 
     # -- failures ----------------------------------------------------------------------------------
     def upstream_lost(self, conn: UpstreamConnection, exc: Exception | None) -> None:
@@ -564,7 +530,7 @@ class Exchange:
         else:
             self.route.stats_for(None).observe(self.status, now - self.started)
         if gw.access_log and access_log.isEnabledFor(logging.INFO):
-            self._log(ep)
+            log_access(self, ep)
         self.client.exchange_done(self)
 
     def _release_ep(self, ep: Endpoint, status: int, gateway_error: bool, now: float) -> None:
@@ -579,110 +545,3 @@ class Exchange:
             gw.outcome(ep, status, gateway_error, now)
         if gw.queue:
             gw.slot_freed()
-
-    def _log(self, ep: Endpoint | None) -> None:
-        access_log.info(
-            json.dumps(
-                {
-                    "ts": self.gw.wall(),
-                    "request_id": self.request_id.decode("latin-1"),
-                    "client": self.client.peer_ip,
-                    "method": self.method.decode("latin-1"),
-                    "path": self.url.decode("latin-1")[:512],
-                    "route": self.route.name,
-                    "backend": ep.name if ep is not None else None,
-                    "status": self.status,
-                    "attempts": self.attempts + 1,
-                    "duration_ms": round((self.gw.clock() - self.started) * 1000, 3),
-                },
-                separators=(",", ":"),
-            )
-        )
-
-    # -- helpers -----------------------------------------------------------------------------------
-    def _client_key(self) -> str:
-        limiter_key = self.route.limiter_key
-        if limiter_key == "api_key":
-            for name, value in self.headers:
-                if name in (b"authorization", b"x-api-key"):
-                    # keyed by a digest: the key itself is a secret and never kept or logged
-                    return "k:" + hashlib.blake2b(value, digest_size=12).hexdigest()
-        return self.client.peer_ip
-
-    def _upstream_head(self) -> bytes:  # noqa: PLR0912 - one pass over the headers
-        gw = self.gw
-        parts = [self.method, b" ", self.url, b" HTTP/1.1\r\n"]
-        forwarded_for = b""
-        has_host = False
-        listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
-        strip_ae = self.route.compression is not None
-        for name, value in self.headers:
-            if name in HOP_BY_HOP:
-                if name == b"transfer-encoding":
-                    self.chunked_in = b"chunked" in value.lower()
-                elif name == b"expect":
-                    self.expect_continue = value.lower() == b"100-continue"
-                elif name == b"connection":
-                    lowered = value.lower()
-                    if lowered not in (b"keep-alive", b"close"):
-                        listed = {t.strip() for t in lowered.split(b",")}
-                continue
-            if name == b"x-forwarded-for":
-                forwarded_for = value + b", "
-                continue
-            if name == b"x-request-id":
-                self.request_id = value[:200]
-                continue
-            if name == b"host":
-                has_host = True
-            elif name == b"accept-encoding" and strip_ae:
-                self.accept_encoding = value
-                continue
-            elif name == b"x-forwarded-proto":
-                continue
-            parts += (name, b": ", value, b"\r\n")
-        if listed:
-            parts = _without(parts, listed)
-        if not self.request_id:
-            self.request_id = gw.next_request_id()
-        if not has_host:
-            parts.append(b"host: gyroscope\r\n")
-        parts += (
-            b"x-forwarded-for: ",
-            forwarded_for,
-            self.client.peer_ip.encode(),
-            b"\r\nx-forwarded-proto: http\r\nx-request-id: ",
-            self.request_id,
-            b"\r\n",
-        )
-        if self.chunked_in:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-
-def _without(parts: list[bytes], names: set[bytes]) -> list[bytes]:
-    """Drop the headers ``names`` from a head being built as [line, name, ': ', value, CRLF, ...]."""
-    kept = parts[:4]
-    for i in range(4, len(parts), 4):
-        if parts[i] not in names:
-            kept += parts[i : i + 4]
-    return kept
-
-
-def _dechunk(data: bytes) -> bytes:
-    """The payload of a chunked body held in memory (for hashing a JSON field)."""
-    out, pos = [], 0
-    while True:
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0:
-            break
-        try:
-            size = int(data[pos:line_end].split(b";")[0], 16)
-        except ValueError:
-            break
-        if size == 0:
-            break
-        out.append(data[line_end + 2 : line_end + 2 + size])
-        pos = line_end + 4 + size
-    return b"".join(out)

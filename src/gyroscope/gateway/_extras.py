@@ -1,0 +1,104 @@
+"""What the optional route features do around an exchange: cache, token counting, compression,
+rate-limit keys, and the JSON access log line. Kept apart so the plain proxy path stays short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from gyroscope.gateway._cache import response_ttl
+from gyroscope.gateway._compress import choose_encoding, compressible, make_compressor
+from gyroscope.gateway._limits import usage_tokens
+
+if TYPE_CHECKING:
+    from gyroscope.gateway._endpoint import Endpoint
+    from gyroscope.gateway._exchange import Exchange
+
+__all__ = ["client_key", "complete_extras", "log_access", "prepare_extras"]
+
+access_log = logging.getLogger("gyroscope.gateway.access")
+
+
+def prepare_extras(
+    ex: Exchange,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    content_length: bytes | None,
+    content_type: bytes | None,
+    encoded: bool,
+    no_body: bool,
+) -> str | None:
+    """Arm the cache copy, the usage tail and a compressor; the chosen encoding, if any."""
+    route = ex.route
+    if no_body:
+        return None
+    if ex.cache_key is not None and route.cache is not None:
+        ex.cache_ttl = response_ttl(status, headers, route.cache_default_ttl)
+        if ex.cache_ttl > 0:
+            ex.cache_body = []
+    if route.limiter is not None and route.limiter.counts_tokens:
+        ex.tail = b""
+    comp = route.compression
+    if (
+        comp is not None
+        and ex.accept_encoding is not None
+        and status == 200
+        and not encoded
+        and compressible(content_type)
+        and (content_length is None or int(content_length or b"0") >= comp.min_bytes)
+    ):
+        encoding = choose_encoding(ex.accept_encoding, route.encodings)
+        if encoding is not None:
+            ex.compressor = make_compressor(encoding, comp.level)
+            return encoding
+    return None
+
+
+def complete_extras(ex: Exchange, now: float) -> None:
+    """Store the cached copy and charge the tokens the response used."""
+    if ex.cache_body is not None and ex.route.cache is not None and ex.cache_key:
+        ex.route.cache.put(
+            ex.cache_key,
+            ex.status,
+            ex.cache_headers or [],
+            b"".join(ex.cache_body),
+            ex.cache_ttl,
+            now,
+        )
+    if ex.tail is not None and ex.route.limiter is not None and ex.client_key:
+        ex.route.limiter.charge_tokens(ex.client_key, usage_tokens(ex.tail), now)
+
+
+def log_access(ex: Exchange, ep: Endpoint | None) -> None:
+    """One JSON line per request on ``gyroscope.gateway.access`` (never a credential)."""
+    access_log.info(
+        json.dumps(
+            {
+                "ts": ex.gw.wall(),
+                "request_id": ex.request_id.decode("latin-1"),
+                "client": ex.client.peer_ip,
+                "method": ex.method.decode("latin-1"),
+                "path": ex.url.decode("latin-1")[:512],
+                "route": ex.route.name,
+                "backend": ep.name if ep is not None else None,
+                "status": ex.status,
+                "attempts": ex.attempts + 1,
+                "duration_ms": round((ex.gw.clock() - ex.started) * 1000, 3),
+            },
+            separators=(",", ":"),
+        )
+    )
+
+
+def client_key(ex: Exchange) -> str:
+    """Whom a rate limit counts: the client IP, or a digest of its API key."""
+    limiter_key = ex.route.limiter_key
+    if limiter_key == "api_key":
+        for name, value in ex.headers:
+            if name in (b"authorization", b"x-api-key"):
+                # keyed by a digest: the key itself is a secret and never kept or logged
+                return "k:" + hashlib.blake2b(value, digest_size=12).hexdigest()
+    return ex.client.peer_ip

@@ -1,0 +1,111 @@
+"""The request head sent to a replica, built in one pass over the client's headers.
+
+Hop-by-hop headers (and any the Connection header names) stay behind; X-Forwarded-For gets the
+client appended, X-Forwarded-Proto is set, and X-Request-Id is kept or generated, so one id
+follows the request through the gateway's access log, the replica and the response.
+
+>>> head, chunked, expect, _, rid = upstream_head(
+...     b"GET", b"/v1/models", [(b"host", b"api"), (b"te", b"trailers")], "10.0.0.1", False,
+...     lambda: b"id-1")
+>>> head.split(b"\\r\\n")[:3], chunked, expect, rid
+([b'GET /v1/models HTTP/1.1', b'host: api', b'x-forwarded-for: 10.0.0.1'], False, False, b'id-1')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gyroscope.gateway._response import HOP_BY_HOP
+
+__all__ = ["dechunk", "upstream_head"]
+
+
+def upstream_head(  # noqa: PLR0912 - one pass over the headers on the hot path
+    method: bytes,
+    url: bytes,
+    headers: list[tuple[bytes, bytes]],
+    client_ip: str,
+    strip_accept_encoding: bool,
+    new_request_id: Callable[[], bytes],
+) -> tuple[bytes, bool, bool, bytes | None, bytes]:
+    """(head, chunked body, Expect: 100-continue, Accept-Encoding taken over, request id)."""
+    parts = [method, b" ", url, b" HTTP/1.1\r\n"]
+    forwarded_for = b""
+    has_host = chunked = expect = False
+    accept_encoding: bytes | None = None
+    request_id = b""
+    listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
+    for name, value in headers:
+        if name in HOP_BY_HOP:
+            if name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+            elif name == b"connection":
+                lowered = value.lower()
+                if lowered not in (b"keep-alive", b"close"):
+                    listed = {t.strip() for t in lowered.split(b",")}
+            continue
+        if name == b"x-forwarded-for":
+            forwarded_for = value + b", "
+            continue
+        if name == b"x-request-id":
+            request_id = value[:200]
+            continue
+        if name == b"host":
+            has_host = True
+        elif name == b"accept-encoding" and strip_accept_encoding:
+            accept_encoding = value  # the gateway compresses; the replica sends identity
+            continue
+        elif name == b"x-forwarded-proto":
+            continue
+        parts += (name, b": ", value, b"\r\n")
+    if listed:
+        parts = _without(parts, listed)
+    if not request_id:
+        request_id = new_request_id()
+    if not has_host:
+        parts.append(b"host: gyroscope\r\n")
+    parts += (
+        b"x-forwarded-for: ",
+        forwarded_for,
+        client_ip.encode(),
+        b"\r\nx-forwarded-proto: http\r\nx-request-id: ",
+        request_id,
+        b"\r\n",
+    )
+    if chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts), chunked, expect, accept_encoding, request_id
+
+
+def _without(parts: list[bytes], names: set[bytes]) -> list[bytes]:
+    """Drop the headers ``names`` from a head being built as [line, name, ': ', value, CRLF, ...]."""
+    kept = parts[:4]
+    for i in range(4, len(parts), 4):
+        if parts[i] not in names:
+            kept += parts[i : i + 4]
+    return kept
+
+
+def dechunk(data: bytes) -> bytes:
+    """The payload of a chunked body held in memory (for hashing a JSON field).
+
+    >>> dechunk(b"3\\r\\nabc\\r\\n2\\r\\nde\\r\\n0\\r\\n\\r\\n")
+    b'abcde'
+    """
+    out, pos = [], 0
+    while True:
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            break
+        try:
+            size = int(data[pos:line_end].split(b";")[0], 16)
+        except ValueError:
+            break
+        if size == 0:
+            break
+        out.append(data[line_end + 2 : line_end + 2 + size])
+        pos = line_end + 4 + size
+    return b"".join(out)
