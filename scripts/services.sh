@@ -17,8 +17,9 @@ ETCD_PORT=${GYRO_TEST_ETCD_PORT:-12379}                  # single node (peer por
 ETCD_CLUSTER_BASE=${GYRO_TEST_ETCD_CLUSTER_BASE:-12381}  # 3 nodes: clients 12381/12383/12385, peers +1
 ZK_PORT=${GYRO_TEST_ZK_PORT:-12181}
 SSHD_PORT=${GYRO_TEST_SSHD_PORT:-12222}                # SFTP backend tests (backup)
+NATS_BASE=${GYRO_TEST_NATS_BASE:-14222}                # JetStream, 3 nodes: clients 14222-14224, routes +2000
 
-PACKAGES=(nginx-light haproxy wrk redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup)
+PACKAGES=(nginx-light haproxy wrk openssl redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup nats-server)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -130,12 +131,43 @@ start_sshd() { # an sshd for the SFTP backup backend: generated host key, one cl
   log "sshd (SFTP) on 127.0.0.1:$SSHD_PORT"
 }
 
+# NATS JetStream, 3 nodes (logs replication). Debian's nats-server is 2.9.x: no `sync_interval`
+# (2.10+), so a node fsyncs its stream files on its own schedule (about every 2 minutes); an
+# acknowledgement means the message is in the memory/page cache of a quorum (2 of 3) of nodes.
+nats_conf() { # n
+  local n=$1 port=$((NATS_BASE + $1 - 1)) routes=""
+  for i in 1 2 3; do routes="$routes${routes:+, }nats-route://127.0.0.1:$((NATS_BASE + 2000 + i - 1))"; done
+  cat <<CONF
+server_name: n$n
+listen: 127.0.0.1:$port
+pid_file: "$DIR/nats/n$n/nats.pid"
+jetstream { store_dir: "$DIR/nats/n$n/store", max_memory_store: 64MB, max_file_store: 1GB }
+cluster { name: gyro, listen: 127.0.0.1:$((NATS_BASE + 2000 + n - 1)), routes: [$routes] }
+CONF
+}
+
+start_nats() {
+  for n in 1 2 3; do
+    mkdir -p "$DIR/nats/n$n"
+    if [ -f "$DIR/nats/n$n/nats.pid" ] && kill -0 "$(cat "$DIR/nats/n$n/nats.pid")" 2>/dev/null; then continue; fi
+    nats_conf "$n" > "$DIR/nats/n$n/nats.conf"
+    setsid nats-server -c "$DIR/nats/n$n/nats.conf" -l "$DIR/nats/n$n/nats.log" </dev/null >/dev/null 2>&1 &
+  done
+  for n in 1 2 3; do wait_port 127.0.0.1 $((NATS_BASE + n - 1)) 20; done
+  log "nats jetstream cluster on 127.0.0.1:$NATS_BASE-$((NATS_BASE + 2))"
+}
+
+stop_nats() {
+  for n in 1 2 3; do stop_pidfile "$DIR/nats/n$n/nats.pid"; done
+}
+
 start() {
   mkdir -p "$DIR"
   start_redis
   start_etcd
   start_zookeeper
   start_sshd
+  start_nats
   print_env > "$DIR/env"
 }
 
@@ -144,19 +176,23 @@ stop() {
   stop_etcd
   stop_pidfile "$DIR/zookeeper/zk.pid"
   stop_pidfile "$DIR/sshd/sshd.pid"
+  stop_nats
   rm -rf "$DIR"
   log "stopped"
 }
 
 status() {
   for spec in "redis:127.0.0.1:$REDIS_PORT" "etcd:127.0.0.1:$ETCD_PORT" \
-    "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT" "sshd:127.0.0.1:$SSHD_PORT"; do
+    "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT" "sshd:127.0.0.1:$SSHD_PORT" \
+    "nats:127.0.0.1:$NATS_BASE" "nats2:127.0.0.1:$((NATS_BASE + 1))" "nats3:127.0.0.1:$((NATS_BASE + 2))"; do
     IFS=: read -r name host port <<<"$spec"
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then echo "$name up $host:$port"; else echo "$name down $host:$port"; fi
   done
 }
 
 print_env() {
+  echo "export GYRO_TEST_NATS_URLS=nats://127.0.0.1:$NATS_BASE,nats://127.0.0.1:$((NATS_BASE + 1)),nats://127.0.0.1:$((NATS_BASE + 2))"
+  echo "export GYRO_TEST_NATS_DIR=$DIR/nats"
   echo "export GYRO_TEST_ETCD_ENDPOINTS=127.0.0.1:$ETCD_PORT"
   echo "export GYRO_TEST_ETCD_CLUSTER=127.0.0.1:$ETCD_CLUSTER_BASE,127.0.0.1:$((ETCD_CLUSTER_BASE + 2)),127.0.0.1:$((ETCD_CLUSTER_BASE + 4))"
   echo "export GYRO_TEST_ZK_HOSTS=127.0.0.1:$ZK_PORT"
