@@ -253,3 +253,15 @@ def test_real_full_disk(tiny_disk: Path, tmp_path: Path, secret: Secret) -> None
     out = tmp_path / "out"
     assert restore(reopened, first, out).errors == []
     assert (out / str(src).lstrip("/") / "small").read_bytes() == (src / "small").read_bytes()
+
+
+def test_secrets_stay_out_of_reprs_and_process_lists() -> None:
+    from gyroscope.backup._sources import PostgresSource, RedisSource, _without_password
+
+    assert "hunter2" not in repr(Secret(password=b"hunter2"))
+    assert "hunter2" not in repr(PostgresSource("db", "postgresql://u:hunter2@127.0.0.1/db"))
+    assert "hunter2" not in repr(RedisSource("cache", "redis://:hunter2@127.0.0.1:6379/0"))
+    assert _without_password("redis://:hunter2@127.0.0.1:6379/0") == (
+        "redis://127.0.0.1:6379/0",
+        "hunter2",
+    )

@@ -21,7 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ class IndexEntry:
 class Secret:
     """How to unlock a repository: a password, or the path of a key file."""
 
-    password: bytes | None = None
+    password: bytes | None = field(default=None, repr=False)  # never in logs or tracebacks
     key_file: Path | None = None
 
     def kek(self, key_doc: dict[str, Any]) -> bytes:

@@ -11,15 +11,17 @@ the Redis URL) and are never logged.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gyroscope.backup._errors import SourceError
 
@@ -46,9 +48,29 @@ def _split(spec: str, what: str) -> tuple[str, str]:
     return name, value
 
 
-def _run(argv: list[str], source: str) -> None:
+def _without_password(url: str) -> tuple[str, str | None]:
+    """Split a password out of a URL, so it travels in the environment, not in ``ps`` output.
+
+    >>> _without_password("postgresql://app:s3cret@127.0.0.1:5432/main")
+    ('postgresql://app@127.0.0.1:5432/main', 's3cret')
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc)), unquote(parts.password)
+
+
+def _run(argv: list[str], source: str, env: dict[str, str] | None = None) -> None:
     try:
-        proc = subprocess.run(argv, capture_output=True, timeout=DUMP_TIMEOUT, check=False)
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=DUMP_TIMEOUT,
+            check=False,
+            env={**os.environ, **(env or {})},
+        )
     except FileNotFoundError:
         raise SourceError(f"{argv[0]} is not installed", source=source) from None
     except subprocess.TimeoutExpired:
@@ -97,7 +119,7 @@ class PostgresSource:
     """A PostgreSQL database, dumped with ``pg_dump --format=custom``."""
 
     name: str
-    dsn: str
+    dsn: str = field(repr=False)
     kind: str = "postgres"
     ext: str = "dump"
 
@@ -106,15 +128,11 @@ class PostgresSource:
         return cls(*_split(spec, "DSN"))
 
     def dump(self, out: Path) -> None:
+        dsn, password = _without_password(self.dsn)
         _run(
-            [
-                "pg_dump",
-                "--format=custom",
-                "--no-password",
-                f"--file={out}",
-                f"--dbname={self.dsn}",
-            ],
+            ["pg_dump", "--format=custom", "--no-password", f"--file={out}", f"--dbname={dsn}"],
             f"postgres {self.name}",
+            {"PGPASSWORD": password} if password else None,
         )
 
 
@@ -123,7 +141,7 @@ class RedisSource:
     """A Redis server's dataset as an RDB file (``redis-cli --rdb``)."""
 
     name: str
-    url: str
+    url: str = field(repr=False)
     kind: str = "redis"
     ext: str = "rdb"
 
@@ -132,9 +150,11 @@ class RedisSource:
         return cls(*_split(spec, "URL"))
 
     def dump(self, out: Path) -> None:
+        url, password = _without_password(self.url)
         _run(
-            ["redis-cli", "-u", self.url, "--no-auth-warning", "--rdb", str(out)],
+            ["redis-cli", "-u", url, "--no-auth-warning", "--rdb", str(out)],
             f"redis {self.name}",
+            {"REDISCLI_AUTH": password} if password else None,
         )
         if not out.is_file() or out.read_bytes()[:5] != b"REDIS":
             raise SourceError("redis-cli produced no RDB file", source=f"redis {self.name}")
