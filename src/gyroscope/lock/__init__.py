@@ -13,6 +13,7 @@ docstrings in ``gyroscope.lock.backends`` for what each engine guarantees.
 """
 
 from gyroscope.lock._backend import BACKENDS, Busy, Grant, LockBackend, LockInfo, open_backend
+from gyroscope.lock._election import Election
 from gyroscope.lock._errors import (
     LeaseLostError,
     LockBackendError,
@@ -26,12 +27,14 @@ from gyroscope.lock._fenced import FencedResource
 from gyroscope.lock._lock import Lock, new_owner_id
 from gyroscope.lock._metrics import LockMetrics
 from gyroscope.lock._policy import Attempts, Lease, RetryPolicy
+from gyroscope.lock._shared import RWLock, Semaphore, SharedLockBackend
 from gyroscope.lock._sync import SyncLock
 
 __all__ = [
     "BACKENDS",
     "Attempts",
     "Busy",
+    "Election",
     "FencedResource",
     "Grant",
     "Lease",
@@ -44,7 +47,10 @@ __all__ = [
     "LockMetrics",
     "LockNotHeldError",
     "LockTimeout",
+    "RWLock",
     "RetryPolicy",
+    "Semaphore",
+    "SharedLockBackend",
     "StaleTokenError",
     "SyncLock",
     "UnsafeBackendError",

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from gyroscope.core import Clock
 
-__all__ = ["Attempts", "Lease", "RetryPolicy"]
+__all__ = ["Attempts", "Lease", "RetryPolicy", "shared_admits"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,3 +149,20 @@ class Lease:
 
     def renew_delay(self) -> float:
         return max(0.0, self._renew_at - self._clock.monotonic())
+
+
+def shared_admits(mode: str, limit: int, ahead: list[str]) -> bool:
+    """Whether a queued holder in ``mode`` holds a shared lock, given the modes queued ahead.
+
+    Writers (``"w"``) need an empty queue ahead; readers (``"r"``) pass readers but never a writer
+    queued ahead of them (so writers are not starved); semaphore holders (``"s"``) need fewer than
+    ``limit`` ahead.
+
+    >>> shared_admits("r", 1, ["r", "r"]), shared_admits("r", 1, ["r", "w"]), shared_admits("s", 2, ["s"])
+    (True, False, True)
+    """
+    if mode == "r":
+        return "w" not in ahead
+    if mode == "s":
+        return len(ahead) < limit
+    return not ahead

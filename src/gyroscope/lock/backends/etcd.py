@@ -37,11 +37,13 @@ import httpx
 from gyroscope.core import Health
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError
+from gyroscope.lock._policy import shared_admits
 
 __all__ = ["EtcdBackend"]
 
 log = logging.getLogger(__name__)
 ROOT = "gyro/lock/"
+SHARED = "gyro/shared/"
 
 
 def _b64(text: str | bytes) -> str:
@@ -68,6 +70,19 @@ def _first_request(prefix: str) -> dict[str, Any]:
             "limit": "1",
         }
     }
+
+
+def _mode_of(kv: dict[str, Any]) -> str:
+    """A queued key's mode: mutex keys hold the bare owner, shared keys a small JSON object."""
+    text = _unb64(kv.get("value", ""))
+    if text.startswith("{"):
+        return str(json.loads(text).get("mode", "w"))
+    return "w"
+
+
+def _owner_of(kv: dict[str, Any]) -> str:
+    text = _unb64(kv.get("value", ""))
+    return str(json.loads(text).get("owner")) if text.startswith("{") else text
 
 
 class _LeaseGone(Exception):
@@ -107,7 +122,7 @@ class EtcdBackend:
         self._current = 0
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(op_timeout, connect=2.0))
         self._sessions: dict[int, _Session] = {}
-        self._entries: dict[tuple[str, str], _Entry] = {}
+        self._entries: dict[tuple[str, str, str], _Entry] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
@@ -167,36 +182,42 @@ class EtcdBackend:
         self._entries = {k: e for k, e in self._entries.items() if e.lease != session.lease}
 
     @staticmethod
-    def _key(name: str, owner: str, lease: int) -> str:
+    def _key(root: str, name: str, owner: str, lease: int) -> str:
         digest = hashlib.sha256(owner.encode()).hexdigest()[:16]
-        return f"{ROOT}{name}/{lease:x}-{digest}"
+        return f"{root}{name}/{lease:x}-{digest}"
 
     # -- protocol ----------------------------------------------------------------------------
 
     async def try_acquire(self, name: str, owner: str, ttl: float, *, fair: bool) -> Grant | Busy:
+        return await self._acquire(ROOT, name, owner, ttl, value=owner, mode="w", limit=1)
+
+    async def _acquire(
+        self, root: str, name: str, owner: str, ttl: float, *, value: str, mode: str, limit: int
+    ) -> Grant | Busy:
         for _ in range(2):
             try:
-                return await self._try_acquire(name, owner, ttl)
+                return await self._enqueue(root, name, owner, ttl, value, mode, limit)
             except _LeaseGone:
                 self._sessions.pop(max(1, math.ceil(ttl)), None)
-                self._entries.pop((name, owner), None)
+                self._entries.pop((root, name, owner), None)
         raise LockBackendError(f"etcd: session lease keeps expiring for lock {name!r}")
 
-    async def _try_acquire(self, name: str, owner: str, ttl: float) -> Grant | Busy:
+    async def _enqueue(
+        self, root: str, name: str, owner: str, ttl: float, value: str, mode: str, limit: int
+    ) -> Grant | Busy:
+        """Put our key if absent and read the queue, in one transaction; then decide."""
         session = await self._session(ttl)
-        entry = self._entries.get((name, owner))
-        key = entry.key if entry is not None else self._key(name, owner, session.lease)
-        prefix = f"{ROOT}{name}/"
+        entry = self._entries.get((root, name, owner))
+        key = entry.key if entry is not None else self._key(root, name, owner, session.lease)
+        prefix = f"{root}{name}/"
+        queue = _first_request(prefix)
+        if root != ROOT:  # shared modes need everyone ahead of us, not just the first
+            del queue["request_range"]["limit"]
         compare = [{"key": _b64(key), "target": "CREATE", "create_revision": "0"}]
-        put = {"request_put": {"key": _b64(key), "value": _b64(owner), "lease": str(session.lease)}}
+        put = {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(session.lease)}}
         mine = {"request_range": {"key": _b64(key)}}
         data = await self._post(
-            "/v3/kv/txn",
-            {
-                "compare": compare,
-                "success": [put, _first_request(prefix)],
-                "failure": [mine, _first_request(prefix)],
-            },
+            "/v3/kv/txn", {"compare": compare, "success": [put, queue], "failure": [mine, queue]}
         )
         revision = int(data["header"]["revision"])
         responses = data.get("responses", [])
@@ -207,15 +228,24 @@ class EtcdBackend:
             if not kvs:
                 raise _LeaseGone("our key vanished")
             created = int(kvs[0]["create_revision"])
-        entry = _Entry(key=key, lease=session.lease, revision=created, seen=revision)
-        self._entries[(name, owner)] = entry
-        first = responses[1]["response_range"].get("kvs", [])[0]
-        if int(first["create_revision"]) == created:
+        self._entries[(root, name, owner)] = _Entry(
+            key=key, lease=session.lease, revision=created, seen=revision
+        )
+        ahead = [
+            kv
+            for kv in responses[1]["response_range"].get("kvs", [])
+            if int(kv["create_revision"]) < created
+        ]
+        if shared_admits(mode, limit, [_mode_of(kv) for kv in ahead]):
             return Grant(token=created, ttl=max(0.0, session.remaining()))
-        return Busy(holder=_unb64(first.get("value", "")), retry_after=None)
+        holder = _owner_of(ahead[0]) if ahead else None
+        return Busy(holder=holder, retry_after=None)
 
     async def release(self, name: str, owner: str, token: int) -> bool:
-        entry = self._entries.pop((name, owner), None)
+        return await self._release(ROOT, name, owner, token)
+
+    async def _release(self, root: str, name: str, owner: str, token: int) -> bool:
+        entry = self._entries.pop((root, name, owner), None)
         if entry is None or entry.revision != token:
             return False
         return await self._delete_if(entry.key, token)
@@ -233,7 +263,10 @@ class EtcdBackend:
         return bool(data.get("succeeded"))
 
     async def extend(self, name: str, owner: str, token: int, ttl: float) -> float | None:
-        entry = self._entries.get((name, owner))
+        return await self._extend(ROOT, name, owner, token)
+
+    async def _extend(self, root: str, name: str, owner: str, token: int) -> float | None:
+        entry = self._entries.get((root, name, owner))
         if entry is None or entry.revision != token:
             return None
         session = next((s for s in self._sessions.values() if s.lease == entry.lease), None)
@@ -242,29 +275,28 @@ class EtcdBackend:
                 return None
         except _LeaseGone:
             return None
-        data = await self._post(
-            "/v3/kv/txn",
-            {
-                "compare": [
-                    {"key": _b64(entry.key), "target": "CREATE", "create_revision": str(token)}
-                ],
-                "success": [],
-            },
-        )
+        compare = [{"key": _b64(entry.key), "target": "CREATE", "create_revision": str(token)}]
+        data = await self._post("/v3/kv/txn", {"compare": compare, "success": []})
         if not data.get("succeeded"):
-            self._entries.pop((name, owner), None)
+            self._entries.pop((root, name, owner), None)
             return None
         return max(0.0, session.remaining())
 
     async def abandon(self, name: str, owner: str) -> None:
-        entry = self._entries.pop((name, owner), None)
+        await self._abandon(ROOT, name, owner)
+
+    async def _abandon(self, root: str, name: str, owner: str) -> None:
+        entry = self._entries.pop((root, name, owner), None)
         if entry is not None:
             with contextlib.suppress(_LeaseGone):
                 await self._post("/v3/kv/deleterange", {"key": _b64(entry.key)})
 
     async def wait(self, name: str, owner: str, max_wait: float) -> None:
-        entry = self._entries.get((name, owner))
-        prefix = f"{ROOT}{name}/"
+        await self._wait(ROOT, name, owner, max_wait)
+
+    async def _wait(self, root: str, name: str, owner: str, max_wait: float) -> None:
+        entry = self._entries.get((root, name, owner))
+        prefix = f"{root}{name}/"
         request = {
             "create_request": {
                 "key": _b64(prefix),
@@ -276,6 +308,44 @@ class EtcdBackend:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max_wait):
                 await self._watch_one(request)
+
+    # -- read-write locks and semaphores (gyroscope.lock._shared) -----------------------------
+
+    async def try_acquire_shared(
+        self, name: str, owner: str, ttl: float, *, mode: str, limit: int
+    ) -> Grant | Busy:
+        value = json.dumps({"owner": owner, "mode": mode, "limit": limit})
+        return await self._acquire(SHARED, name, owner, ttl, value=value, mode=mode, limit=limit)
+
+    async def release_shared(self, name: str, owner: str, token: int) -> bool:
+        return await self._release(SHARED, name, owner, token)
+
+    async def extend_shared(self, name: str, owner: str, token: int, ttl: float) -> float | None:
+        return await self._extend(SHARED, name, owner, token)
+
+    async def abandon_shared(self, name: str, owner: str) -> None:
+        await self._abandon(SHARED, name, owner)
+
+    async def wait_shared(self, name: str, owner: str, max_wait: float) -> None:
+        await self._wait(SHARED, name, owner, max_wait)
+
+    async def holders_shared(self, name: str) -> list[LockInfo]:
+        kvs = await self._holders(f"{SHARED}{name}/")
+        held = []
+        for i, kv in enumerate(kvs):
+            meta = json.loads(_unb64(kv.get("value", "")) or "{}")
+            if shared_admits(
+                meta.get("mode", "w"), int(meta.get("limit", 1)), [_mode_of(k) for k in kvs[:i]]
+            ):
+                held.append(
+                    LockInfo(
+                        name=name,
+                        owner=str(meta.get("owner")),
+                        token=int(kv["create_revision"]),
+                        extra={"mode": meta.get("mode")},
+                    )
+                )
+        return held
 
     async def _watch_one(self, request: dict[str, Any]) -> None:
         base = self.endpoints[self._current]

@@ -123,7 +123,150 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
-class RedisBackend:
+# -- read-write locks and semaphores (see gyroscope.lock._shared) ------------------------------
+#
+# Holders live in a ZSET scored by their expiry (server time, ms), with their token and mode in
+# hashes. A writer that is refused leaves a short-lived "writer waiting" mark so readers stop
+# piling in ahead of it. Grants are not FIFO on Redis.
+
+_SHARED_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+for _, o in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+  redis.call('ZREM', KEYS[1], o)
+  redis.call('HDEL', KEYS[2], o)
+  redis.call('HDEL', KEYS[3], o)
+end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+  return {1, tonumber(redis.call('HGET', KEYS[2], ARGV[1]))}
+end
+local n = redis.call('ZCARD', KEYS[1])
+local ok
+if ARGV[3] == 'w' then
+  ok = n == 0
+  local waiting = redis.call('GET', KEYS[5])
+  if waiting and waiting ~= ARGV[1] then ok = false end
+  if not ok and not waiting then redis.call('SET', KEYS[5], ARGV[1], 'PX', ttl) end
+  if not ok and waiting == ARGV[1] then redis.call('PEXPIRE', KEYS[5], ttl) end
+elseif ARGV[3] == 'r' then
+  ok = redis.call('EXISTS', KEYS[5]) == 0
+  for _, m in ipairs(redis.call('HVALS', KEYS[3])) do if m == 'w' then ok = false end end
+else
+  ok = n < tonumber(ARGV[4])
+end
+if not ok then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if first[2] then return {0, tonumber(first[2]) - now} end
+  return {0, -1}
+end
+if ARGV[3] == 'w' then redis.call('DEL', KEYS[5]) end
+local token = redis.call('INCR', KEYS[4])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], token)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+return {1, token}
+"""
+
+_SHARED_RELEASE = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local alive = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') > now
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('PUBLISH', ARGV[3], 'released')
+if alive then return 1 end
+return 0
+"""
+
+_SHARED_EXTEND = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') <= now then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+
+def _shared_keys(name: str) -> list[str]:
+    tag = "{" + name + "}"
+    return [
+        f"gyro:sh:{tag}",
+        f"gyro:shtok:{tag}",
+        f"gyro:shmode:{tag}",
+        f"gyro:shfence:{tag}",
+        f"gyro:shww:{tag}",
+    ]
+
+
+def _shared_channel(name: str) -> str:
+    return f"gyro:shev:{{{name}}}"
+
+
+class _RedisShared:
+    """Mixed into RedisBackend: the SharedLockBackend operations."""
+
+    async def try_acquire_shared(
+        self: Any, name: str, owner: str, ttl: float, *, mode: str, limit: int
+    ) -> Grant | Busy:
+        script = self._scripts["shared_acquire"]
+        got = await self._call(script, _shared_keys(name), [owner, _ms(ttl), mode, limit])
+        if int(got[0]) == 1:
+            return Grant(token=int(got[1]), ttl=ttl)
+        wait = int(got[1])
+        return Busy(retry_after=wait / 1000 if wait >= 0 else None)
+
+    async def release_shared(self: Any, name: str, owner: str, token: int) -> bool:
+        script = self._scripts["shared_release"]
+        args = [owner, str(token), _shared_channel(name)]
+        return bool(await self._call(script, _shared_keys(name), args))
+
+    async def extend_shared(
+        self: Any, name: str, owner: str, token: int, ttl: float
+    ) -> float | None:
+        script = self._scripts["shared_extend"]
+        done = await self._call(script, _shared_keys(name), [owner, str(token), _ms(ttl)])
+        return ttl if done else None
+
+    async def abandon_shared(self: Any, name: str, owner: str) -> None:
+        key = _shared_keys(name)[4]
+        try:
+            if await self._client.get(key) == owner:
+                await self._client.delete(key)
+        except RedisError as exc:
+            raise LockBackendError(f"redis {self._where()}: {exc}") from exc
+
+    async def wait_shared(self: Any, name: str, owner: str, max_wait: float) -> None:
+        await self._wait_channel(_shared_channel(name), max_wait)
+
+    async def holders_shared(self: Any, name: str) -> list[LockInfo]:
+        keys = _shared_keys(name)
+        try:
+            now_s, now_us = await self._client.time()
+            holders = await self._client.zrange(keys[0], 0, -1, withscores=True)
+            tokens = await self._client.hgetall(keys[1])
+            modes = await self._client.hgetall(keys[2])
+        except RedisError as exc:
+            raise LockBackendError(f"redis {self._where()}: {exc}") from exc
+        now = now_s + now_us / 1e6
+        return [
+            LockInfo(
+                name=name,
+                owner=o,
+                token=int(tokens.get(o, 0)),
+                ttl_remaining=round(score / 1000 - now, 3),
+                extra={"mode": modes.get(o)},
+            )
+            for o, score in holders
+            if score / 1000 > now
+        ]
+
+
+class RedisBackend(_RedisShared):
     """Locks on one Redis server.
 
     >>> RedisBackend.from_url("redis://127.0.0.1:16379/0").scheme
@@ -149,6 +292,11 @@ class RedisBackend:
         self._release = self._client.register_script(_RELEASE)
         self._extend = self._client.register_script(_EXTEND)
         self._abandon = self._client.register_script(_ABANDON)
+        self._scripts = {
+            "shared_acquire": self._client.register_script(_SHARED_ACQUIRE),
+            "shared_release": self._client.register_script(_SHARED_RELEASE),
+            "shared_extend": self._client.register_script(_SHARED_EXTEND),
+        }
         self._checked = False
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -220,7 +368,9 @@ class RedisBackend:
         await self._call(self._abandon, _keys(name)[2:4], [owner])
 
     async def wait(self, name: str, owner: str, max_wait: float) -> None:
-        channel = _channel(name)
+        await self._wait_channel(_channel(name), max_wait)
+
+    async def _wait_channel(self, channel: str, max_wait: float) -> None:
         if channel not in self._subscribed:
             await self._subscribe(channel)
             return  # the caller re-checks now that no release can slip past unnoticed

@@ -44,6 +44,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from gyroscope.core import Health
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError
+from gyroscope.lock.backends._zk_shared import ZooKeeperShared
 
 __all__ = ["ZooKeeperBackend"]
 
@@ -72,7 +73,7 @@ def _settle(fut: asyncio.Future[Any], result: Any) -> None:
         fut.set_exception(exc)
 
 
-class ZooKeeperBackend:
+class ZooKeeperBackend(ZooKeeperShared):
     """Locks on a ZooKeeper ensemble.
 
     >>> ZooKeeperBackend.from_url("zookeeper://127.0.0.1:2181,127.0.0.1:2182").hosts
@@ -90,6 +91,7 @@ class ZooKeeperBackend:
         self._connect_timeout = connect_timeout
         self._client: KazooClient | None = None
         self._nodes: dict[tuple[str, str], _Node] = {}
+        self._shared_nodes: dict[tuple[str, str], tuple[str, int]] = {}
         self._starting: asyncio.Lock | None = None
 
     @classmethod
@@ -132,6 +134,7 @@ class ZooKeeperBackend:
                 "zookeeper %s: session expired; every lock of this session is lost", self.hosts
             )
             self._nodes = {}
+            self._shared_nodes = {}
         elif state == KazooState.SUSPENDED:
             log.warning(
                 "zookeeper %s: connection suspended; locks are uncertain until it is back",
@@ -235,14 +238,17 @@ class ZooKeeperBackend:
         node = self._nodes.get((name, owner))
         if node is None or node.czxid != token:
             return None
-        client = await self._zk()
-        if client.state != KazooState.CONNECTED:
-            raise LockBackendError(f"zookeeper {self.hosts}: connection suspended", lock_name=name)
+        await self._require_connected(name)
         stat = await self._call("exists", node.path)  # a round trip also proves the session
         if stat is None or stat.czxid != token:
             self._nodes.pop((name, owner), None)
             return None
         return self._ttl()
+
+    async def _require_connected(self, name: str) -> None:
+        client = await self._zk()
+        if client.state != KazooState.CONNECTED:
+            raise LockBackendError(f"zookeeper {self.hosts}: connection suspended", lock_name=name)
 
     async def abandon(self, name: str, owner: str) -> None:
         node = self._nodes.pop((name, owner), None)
