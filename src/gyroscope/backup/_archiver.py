@@ -18,7 +18,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -182,7 +182,7 @@ def backup(
     *,
     tags: list[str] | tuple[str, ...] = (),
     full: bool = False,
-    extra: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    extra: Sequence[tuple[str, str]] = (),
     threads: int = 4,
     progress: Progress | None = None,
     host: str | None = None,
@@ -314,7 +314,7 @@ class _Collector:
 def _collect(
     session: _Session,
     paths: list[str],
-    extra: list[tuple[str, str]],
+    extra: Sequence[tuple[str, str]],
     old: dict[str, Entry],
     threads: int,
     progress: Progress | None,
