@@ -198,6 +198,10 @@ def test_compression_negotiation_and_round_trip():
     data = b'{"text": "' + b"hello " * 500 + b'"}'
     gz = make_compressor("gzip", 5)
     assert gzip.decompress(gz.compress(data) + gz.finish()) == data
+    import brotli
+
+    br = make_compressor("br", 3)
+    assert brotli.decompress(br.compress(data) + br.finish()) == data
     zs = make_compressor("zstd", 3)
     blob = zs.compress(data) + zs.finish()
     assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == data
