@@ -441,7 +441,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument(
-        "--minutes", type=int, default=30, help="simulated minutes for the storage test"
+        "--minutes", type=int, default=20, help="simulated minutes for the storage test"
     )
     args = parser.parse_args()
     logging.getLogger("gyroscope.monitor").setLevel(logging.ERROR)  # killed targets are expected

@@ -80,3 +80,21 @@ def test_bad_config_is_one_line(tmp_path: Path, config: str, expected: str) -> N
     assert len(lines) == 1 and lines[0].startswith("gyro: error:") and expected in lines[0], (
         result.output
     )
+
+
+def test_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = tmp_path / "monitor.yaml"
+        path.write_text(f"listen: 127.0.0.1:{port}\nhost: {{enabled: false}}\n")
+        result = CliRunner().invoke(
+            root, ["monitor", "serve", "-c", str(path), "--data-dir", str(tmp_path / "d")]
+        )
+    assert result.exit_code != 0
+    assert (
+        "address already in use" in result.output and len(result.output.strip().splitlines()) == 1
+    )

@@ -21,6 +21,7 @@ from gyroscope.core import StrictModel, is_loopback, parse_host_port
 
 __all__ = [
     "AlertingConfig",
+    "ChatConfig",
     "CommandConfig",
     "DatabaseCheck",
     "EmailConfig",

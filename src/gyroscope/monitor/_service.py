@@ -139,7 +139,13 @@ class MonitorService(Service):
         ]
         host, port = parse_host_port(cfg.listen)
         self.http = HttpServer(MonitorApi(self).handle, host=host, port=port, name=self.name)
-        await self.http.start()
+        try:
+            await self.http.start()
+        except BaseException:
+            await self.client.aclose()  # a port in use must not leave the stores open
+            self.db.close()
+            self.history.close()
+            raise
         self.started = True
         self._spawn(self.delivery.run())
         if self.logship is not None:
