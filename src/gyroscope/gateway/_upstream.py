@@ -114,19 +114,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.exchange.client.resume_reading()
 
     # -- httptools callbacks ---------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        self.headers = []
-
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         exchange = self.exchange
+        headers, self.headers = self.headers, []  # ready for the next message
         if exchange is None or status < 200:
             return  # 1xx interim answers are not forwarded; the final one follows
         self.keep_alive = self.parser.should_keep_alive()
-        bodiless = exchange.response_head(self, status, self.headers)
+        bodiless = exchange.response_head(self, status, headers)
         if bodiless and self.exchange is exchange:
             # HEAD: the parser would wait for Content-Length bytes that never come.
             self.exchange = None
