@@ -87,3 +87,12 @@ def test_cli_bad_input_is_one_line(
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+async def test_unresolvable_host_is_one_error_before_any_traffic() -> None:
+    from gyroscope.errors import TargetError
+
+    # A 64-character label is invalid: the resolver rejects it locally, no DNS query leaves.
+    url = "http://" + "a" * 64 + ".invalid/"
+    with pytest.raises(TargetError, match="cannot resolve host"):
+        await run_load(LoadConfig(url=url, connections=1, duration=1))
