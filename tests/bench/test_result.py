@@ -70,3 +70,15 @@ def test_llm_html_has_token_charts() -> None:
     data.elapsed = 1.0
     page = render_html(Result(kind="llm", target="http://127.0.0.1:1", data=data))
     assert "Time to first token" in page and "Inter-token latency" in page
+
+
+async def test_secrets_in_headers_never_reach_the_result(nginx_url: str) -> None:
+    cfg = LoadConfig(
+        url=nginx_url + "/",
+        connections=1,
+        requests=5,
+        headers=["Authorization: Bearer s3cr3t-token", "X-Trace: visible"],
+    )
+    doc = json.dumps((await run_load(cfg)).to_json())
+    assert "s3cr3t-token" not in doc
+    assert "Authorization: ***" in doc and "X-Trace: visible" in doc

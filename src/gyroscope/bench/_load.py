@@ -102,6 +102,19 @@ class LoadConfig(StrictModel):
         return (Stage(duration=duration, start=users, end=users, kind="users"),)
 
 
+_SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key", "api-key")
+
+
+def mask_header(header: str) -> str:
+    """``'Authorization: Bearer s3cr3t'`` -> ``'Authorization: ***'``: results never hold secrets.
+
+    >>> mask_header("Authorization: Bearer abc"), mask_header("Accept: */*")
+    ('Authorization: ***', 'Accept: */*')
+    """
+    name, sep, _ = header.partition(":")
+    return f"{name}: ***" if sep and name.strip().lower() in _SECRET_HEADERS else header
+
+
 def resolve(target: Target) -> tuple[str, int]:
     """The address to connect to; an unknown host is one ``TargetError`` line, here, once."""
     try:
@@ -200,6 +213,7 @@ async def run_load(
     plan = plan or build_plan(cfg)
     data, interrupted = await execute(plan, workers=cfg.workers, progress=progress, stop=stop)
     config = cfg.model_dump(mode="json")
+    config["headers"] = [mask_header(h) for h in cfg.headers]
     config["stage_list"] = [s.__dict__ for s in plan.stages]
     config["model"] = "open" if plan.open_model else "closed"
     result = Result(kind=kind, target=cfg.url, data=data, config=config, interrupted=interrupted)
