@@ -126,6 +126,8 @@ def test_pushed_alert_silence_and_ack_through_cli(running: MonitorService) -> No
     assert "acked by alice" in out and "active" in out
     code, out = cli("ack", "0000000000000000", service=running)
     assert code != 0 and "no firing alert" in out
+    code, out = cli("history", "--alertname", "DiskFull", service=running)
+    assert code == 0 and "acknowledged" in out and "alice" in out
     history = httpx.get(f"{running.url}/api/v1/history", params={"alertname": "DiskFull"}).json()[
         "data"
     ]

@@ -165,3 +165,10 @@ def test_bad_queries_say_why_and_where(
 def test_unsupported_function_is_named(engine: Engine) -> None:
     with pytest.raises(PromQLError, match=r"holt_winters|not supported"):
         engine.instant("holt_winters(gauge[1m], 0.5, 0.5)", 150.0)
+
+
+def test_label_replace_and_join(engine: Engine) -> None:
+    got = vec(engine, 'label_replace(limit{job="api"}, "svc", "$1-x", "job", "(.*)")')
+    assert got == {"__name__=limit,job=api,svc=api-x": 100.0}
+    got = vec(engine, 'label_join(limit{job="db"}, "both", "/", "job", "__name__")')
+    assert got == {"__name__=limit,both=db/limit,job=db": 10.0}

@@ -200,6 +200,49 @@ def ack(fingerprint: str, by: str, comment: str, url: str, token: str | None) ->
     click.echo(f"acknowledged {fingerprint}")
 
 
+@monitor.command()
+@click.option("--alertname", default=None, help="Only this alert.")
+@click.option("--fingerprint", default=None, help="Only this alert instance.")
+@click.option("--since", default="24h", show_default=True, help="How far back (e.g. 1h, 7d).")
+@click.option("--limit", default=200, show_default=True, help="At most this many events.")
+@_URL
+@_TOKEN
+@_JSON
+def history(
+    alertname: str | None,
+    fingerprint: str | None,
+    since: str,
+    limit: int,
+    url: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Alert history: firing, resolved, notified, delivered, acknowledged, escalated.
+
+    \b
+    Example:
+      gyro monitor history --alertname TargetDown --since 7d
+    """
+    try:
+        start = time.time() - parse_duration(since)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--since") from None
+    params: dict[str, Any] = {"since": start, "limit": limit}
+    if alertname:
+        params["alertname"] = alertname
+    if fingerprint:
+        params["fingerprint"] = fingerprint
+    events = _call(url, token, "GET", "/api/v1/history", params=params)["data"]
+    if as_json:
+        click.echo(json.dumps(events, indent=2))
+        return
+    for e in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time"]))
+        labels = " ".join(f"{k}={v}" for k, v in sorted(e.get("labels", {}).items()))
+        extra = e.get("receiver") or e.get("by") or ""
+        click.echo(f"{when}Z {e['event']:<16} {extra:<12} {labels}".rstrip())
+
+
 @monitor.group()
 def silence() -> None:
     """Add, list and expire silences (one-off or recurring)."""

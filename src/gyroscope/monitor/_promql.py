@@ -372,6 +372,17 @@ class Engine:
             out.append((tuple(sorted((k, v) for k, v in new.items() if v)), value))
         return out
 
+    def _fn_label_join(self, args: list[Any], ctx: _Ctx) -> Vector:
+        vector = self._vec(self.eval(args[0], ctx), ctx)
+        dst, sep = str(self.eval(args[1], ctx)), str(self.eval(args[2], ctx))
+        sources = [str(self.eval(a, ctx)) for a in args[3:]]
+        out: Vector = []
+        for labels, value in vector:
+            new = dict(labels)
+            new[dst] = sep.join(new.get(s, "") for s in sources)
+            out.append((tuple(sorted((k, v) for k, v in new.items() if v)), value))
+        return out
+
     def _fn_sort(self, args: list[Any], ctx: _Ctx) -> Vector:
         return sorted(self._vec(self.eval(args[0], ctx), ctx), key=lambda s: s[1])
 
