@@ -13,9 +13,10 @@ import numpy as np
 
 from gyroscope.core import Request, Response
 from gyroscope.errors import MonitorError
+from gyroscope.monitor._chunks import is_stale
 from gyroscope.monitor._dispatch import AmAlert
 from gyroscope.monitor._errors import PromQLError, ScrapeError
-from gyroscope.monitor._exposition import parse_text
+from gyroscope.monitor._exposition import format_labels, parse_text
 from gyroscope.monitor._promql import selector_matchers
 from gyroscope.monitor._silences import Silence, matcher_from_api, parse_time
 
@@ -141,6 +142,8 @@ class MonitorApi:
             return self._silence(path.rsplit("/", 1)[1], method)
         if path.startswith("/api/v1/alerts/") and path.endswith("/ack") and method == "POST":
             return self._ack(path.split("/")[4], request)
+        if path == "/federate" and method == "GET":
+            return self._federate(params)
         if path == "/api/v1/push" and method == "POST":
             return self._push_samples(request)
         return _bad(f"no such endpoint: {method} {path}", 404, "not_found")
@@ -281,6 +284,24 @@ class MonitorApi:
                 limit=int(_one(params, "limit", "500")),
             )
         )
+
+    def _federate(self, params: dict[str, list[str]]) -> Response:
+        """The newest sample of every matching series, in the text format (Prometheus's
+        /federate): another monitor scrapes it with ``honor_labels``, e.g. probe results from
+        several places for a quorum rule."""
+        selectors = params.get("match[]") or []
+        if not selectors:
+            raise ValueError("give at least one match[] selector")
+        now_ms = int(time.time() * 1000)
+        lines: dict[str, str] = {}
+        for text in selectors:
+            for matchers in selector_matchers(text):
+                for data in self.s.db.select(matchers, now_ms - self.s.engine.lookback_ms, now_ms):
+                    if not is_stale(data.values[-1:])[0]:
+                        value = format_value(float(data.values[-1]))
+                        lines[format_labels(data.labels)] = f"{value} {int(data.ts[-1])}"
+        body = "".join(f"{series} {rest}\n" for series, rest in lines.items())
+        return Response(body.encode(), headers=[("content-type", "text/plain; version=0.0.4")])
 
     def _push_samples(self, request: Request) -> Response:
         """Samples in the text format; lines with timestamps from a skewed clock are rejected."""

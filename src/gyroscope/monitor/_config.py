@@ -66,6 +66,7 @@ class ScrapeConfig(StrictModel):
     interval: Duration = 15.0
     timeout: Duration = 10.0
     labels: dict[str, str] = Field(default_factory=dict)
+    honor_labels: bool = False  # true for /federate of other monitors: their labels win
 
     @field_validator("targets")
     @classmethod

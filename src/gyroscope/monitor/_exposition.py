@@ -46,8 +46,12 @@ def _unescape(value: str) -> str:
     return _ESCAPED.sub(lambda m: _UNESCAPE[m.group(0)], value) if "\\" in value else value
 
 
-def parse_labels_text(text: str, extra: Labels = ()) -> Labels:
-    """``name{a="b"}`` -> sorted labels with ``__name__``; raises ``ValueError`` on bad syntax."""
+def parse_labels_text(text: str, extra: Labels = (), *, honor: bool = False) -> Labels:
+    """``name{a="b"}`` -> sorted labels with ``__name__``; raises ``ValueError`` on bad syntax.
+
+    ``extra`` (the target's job, instance, ...) wins over a scraped label of the same name, which
+    is kept as ``exported_<name>``; with ``honor`` (federation) the scraped label wins.
+    """
     brace = text.find("{")
     name = text if brace < 0 else text[:brace]
     if not _NAME.match(name):
@@ -64,9 +68,8 @@ def parse_labels_text(text: str, extra: Labels = ()) -> Labels:
             if match is None:
                 raise ValueError(f"invalid label syntax near {body[pos : pos + 20]!r}")
             key = match.group(1)
-            # As Prometheus without honor_labels: the target's labels win, the scraped one is kept
-            # as exported_<name>.
-            pairs["exported_" + key if key in extra_names else key] = _unescape(match.group(2))
+            clash = key in extra_names and not honor
+            pairs["exported_" + key if clash else key] = _unescape(match.group(2))
             pos = match.end()
     pairs["__name__"] = name
     return tuple(sorted((k, v) for k, v in pairs.items() if v != ""))

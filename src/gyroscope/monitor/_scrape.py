@@ -36,6 +36,7 @@ class TargetState:
     last_scrape: float = 0.0
     last_duration: float = 0.0
     samples: int = 0
+    honor_labels: bool = False
 
 
 def ingest_text(
@@ -68,7 +69,7 @@ def ingest_text(
                     if len(head.ts) == size:
                         db.mark_full(head)
             elif line and line[0] != "#":
-                _slow_line(line, db, state.ids, extra, t_ms, touched, stamped)
+                _slow_line(line, db, state, extra, t_ms, touched, stamped)
     except ValueError as exc:
         db.rollback(touched, t_ms)
         raise ScrapeError(
@@ -87,7 +88,7 @@ def ingest_text(
 def _slow_line(
     line: str,
     db: TSDB,
-    ids: dict[str, Head],
+    state: TargetState,
     extra: Labels,
     t_ms: int,
     touched: list[Head],
@@ -96,6 +97,7 @@ def _slow_line(
     line = line.strip()
     if not line or line[0] == "#":
         return
+    ids, honor = state.ids, state.honor_labels
     end = line.rfind("}") + 1 if "{" in line else line.find(" ")
     if end <= 0:
         raise ValueError("no value after the series name")
@@ -107,7 +109,7 @@ def _slow_line(
     text = line[:end]
     head = ids.get(text)
     if head is None:
-        head = db.head(db.series_id(parse_labels_text(text, extra)))
+        head = db.head(db.series_id(parse_labels_text(text, extra, honor=honor)))
         if len(ids) < 200_000:
             ids[text] = head
     if stamp is not None:
@@ -142,6 +144,7 @@ class ScrapeTarget:
         timeout: float = 10.0,
         labels: dict[str, str] | None = None,
         on_scraped: object = None,
+        honor_labels: bool = False,
     ) -> None:
         self.db = db
         self.client = client
@@ -152,7 +155,7 @@ class ScrapeTarget:
         self.timeout = min(timeout, interval)
         base = {"job": job, "instance": address, **(labels or {})}
         self.extra: Labels = tuple(sorted(base.items()))
-        self.state = TargetState()
+        self.state = TargetState(honor_labels=honor_labels)
         self.on_scraped = on_scraped
 
     def _meta(self, name: str) -> Labels:

@@ -130,6 +130,7 @@ class MonitorService(Service):
                 scheme=sc.scheme,
                 path=sc.metrics_path,
                 on_scraped=self._scraped.set,
+                honor_labels=sc.honor_labels,
                 interval=sc.interval,
                 timeout=sc.timeout,
                 labels=sc.labels,
