@@ -14,7 +14,8 @@ from typing import Any
 
 import blake3
 
-from gyroscope.backup._crypto import InvalidTagError
+from gyroscope.backup._codec import decode_rows, encode_rows
+from gyroscope.backup._crypto import InvalidTagError, compress, decompress
 from gyroscope.backup._errors import CorruptDataError
 from gyroscope.backup._repo import Repository, pack_name
 
@@ -59,7 +60,7 @@ class PackWriter:
         return buf, blobs
 
     def _write_pack(self, buf: bytearray, blobs: list[list[Any]]) -> None:
-        header = self.repo.key.seal_json(blobs, HEADER_AAD)
+        header = self.repo.key.seal(compress(encode_rows(blobs)), HEADER_AAD)
         buf += header
         buf += struct.pack("<I", len(header))
         pack_id = blake3.blake3(buf).hexdigest()
@@ -99,7 +100,7 @@ def read_pack_header(repo: Repository, name: str, size: int) -> list[list[Any]]:
         raise CorruptDataError(f"{name} has a broken header length", location=repo.location)
     sealed = repo.backend.read_range(name, size - 4 - length, length)
     try:
-        blobs: list[list[Any]] = repo.key.open_json(sealed, HEADER_AAD)
+        blobs = decode_rows(decompress(repo.key.open(sealed, HEADER_AAD)))
     except (InvalidTagError, ValueError) as exc:
         raise CorruptDataError(
             f"{name}: header fails authentication", location=repo.location

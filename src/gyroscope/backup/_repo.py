@@ -26,11 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from gyroscope.backup._backend import AppendOnly, Backend, open_backend
+from gyroscope.backup._codec import decode_index, encode_index
 from gyroscope.backup._crypto import (
     InvalidTagError,
     KdfParams,
     MasterKey,
+    compress,
     compress_blob,
+    decompress,
     decompress_blob,
     kek_from_keyfile,
     kek_from_password,
@@ -255,12 +258,16 @@ class Repository:
             self.index, self.index_files = index, names
 
     def read_index_file(self, name: str) -> list[tuple[str, list[list[Any]]]]:
-        doc = self.open_object(name, b"index")
-        return [(p["id"], p["blobs"]) for p in doc["packs"]]
+        sealed = self.backend.read(name)
+        try:
+            return decode_index(decompress(self.key.open(sealed, b"index")))
+        except (InvalidTagError, ValueError) as exc:
+            raise CorruptDataError(f"{name} fails authentication", location=self.location) from exc
 
     def write_index(self, packs: Iterable[tuple[str, list[list[Any]]]]) -> str:
-        doc = {"packs": [{"id": pack, "blobs": blobs} for pack, blobs in packs]}
-        name = self.save_object("index", doc, b"index")
+        sealed = self.key.seal(compress(encode_index(packs)), b"index")
+        name = f"index/{self.key.chunk_id(sealed).hex()}"
+        self.backend.write(name, sealed)
         with self._lock:
             self.index_files.add(name)
         return name
