@@ -12,9 +12,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-import promql_parser
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from gyroscope.core import StrictModel, is_loopback, parse_host_port
@@ -39,18 +39,36 @@ __all__ = [
 ]
 
 
+_UNITS = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+    "y": 31536000.0,
+}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
 def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Prometheus duration (``90s``, ``5m``, ``1h30m``, ``3d``)."""
+    """Seconds from a number or a Prometheus duration (``0s``, ``90s``, ``1h30m``, ``1.5s``, ``3d``).
+
+    >>> parse_duration("1h30m"), parse_duration("500ms"), parse_duration(0)
+    (5400.0, 0.5, 0.0)
+    """
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if isinstance(value, str):
-        try:
-            return float(promql_parser.parse_duration(value.strip()).total_seconds())
-        except (ValueError, RuntimeError):
-            pass
-    raise ValueError(f"expected a duration such as 15s, 5m or 1h, got {value!r}")
+        text = value.strip()
+        parts = _PART.findall(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(float(n) * _UNITS[u] for n, u in parts)
+        if text.replace(".", "", 1).isdigit():
+            return float(text)
+    raise ValueError("expected a duration such as 0s, 15s, 5m or 1h30m")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
