@@ -39,12 +39,14 @@ async def test_stress_finds_the_knee_at_the_slot_count(demo_server, tmp_path: Pa
     levels = stress_levels(1, 0, 2, 16, 10)
     assert levels == [1, 2, 4, 8, 16]
     # Each request holds a slot for ~(TOKENS + 1) steps: 4 slots serve ~4/0.06 = ~67 requests/s.
+    # p50 (not p99: one slow outlier on a busy machine is not the knee) is ~55-65 ms up to 4 users
+    # and ~100+ ms at 8, where requests queue for a slot.
     result = await run_stress(
         completions(url),
         levels,
         mode="concurrency",
         step_duration=1.0,
-        slo=["p99<90ms", "error_rate<1%"],
+        slo=["p50<90ms", "error_rate<1%"],
     )
     assert result.knee is not None and result.knee.level == SLOTS
     best = result.max_sustainable
