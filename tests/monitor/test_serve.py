@@ -98,3 +98,15 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert (
         "address already in use" in result.output and len(result.output.strip().splitlines()) == 1
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0s", 0.0), ("1h30m", 5400.0), ("500ms", 0.5), ("1.5s", 1.5)]
+)
+def test_durations_as_prometheus_writes_them(text: str, seconds: float) -> None:
+    from gyroscope.monitor import MonitorConfig
+
+    cfg = MonitorConfig.model_validate(
+        {"alerting": {"route": {"receiver": "default", "group_wait": text}}}
+    )
+    assert cfg.alerting.route.group_wait == seconds
