@@ -22,8 +22,8 @@ async def test_streamed_metrics_match_the_servers_timing(demo_server) -> None:
     assert c["errors"] == 0 and c["requests"] > 10
     assert c["tokens"] == 10 * c["requests"]  # usage.completion_tokens of every answer
     # One decode step per token: gaps and time per output token are one step.
-    assert result.metric("tpot_p50") == pytest.approx(STEP_MS, rel=0.25)
-    assert result.metric("itl_p50") == pytest.approx(STEP_MS, rel=0.25)
+    assert result.metric("tpot_p50") == pytest.approx(STEP_MS, rel=0.35)
+    assert result.metric("itl_p50") == pytest.approx(STEP_MS, rel=0.35)
     # First token after admission: at least one step, well under the whole answer.
     assert STEP_MS * 0.8 < result.metric("ttft_p50") < result.metric("p50")
     assert result.metric("p50") == pytest.approx(result.metric("ttft_p50") + 9 * STEP_MS, rel=0.2)
