@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,17 @@ def test_serve_gyroscope_yaml_section_and_stop_on_sigterm(tmp_path: Path) -> Non
         assert httpx.get(f"http://127.0.0.1:{port}/-/healthy").text == "ok\n"
         groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules").json()["data"]["groups"]
         assert groups[0]["rules"][0]["name"] == "r"  # the rule file resolved next to the config
+        (tmp_path / "rules.yaml").write_text(
+            "groups:\n  - name: g\n    rules:\n      - record: r2\n        expr: vector(1)\n"
+        )
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            groups = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules").json()["data"]["groups"]
+            if groups[0]["rules"][0]["name"] == "r2":
+                break
+            time.sleep(0.05)
+        assert groups[0]["rules"][0]["name"] == "r2"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -110,3 +122,39 @@ def test_durations_as_prometheus_writes_them(text: str, seconds: float) -> None:
         {"alerting": {"route": {"receiver": "default", "group_wait": text}}}
     )
     assert cfg.alerting.route.group_wait == seconds
+
+
+async def test_reload_rules_keeps_state_and_rejects_bad_files(tmp_path: Path) -> None:
+    from gyroscope.monitor import MonitorConfig, MonitorService
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "groups:\n  - name: g\n    rules:\n      - alert: Always\n        expr: vector(1)\n"
+        "        for: 1h\n"
+    )
+    service = MonitorService(
+        MonitorConfig.model_validate(
+            {"listen": "127.0.0.1:0", "host": {"enabled": False}, "rule_files": [str(rules)]}
+        ),
+        tmp_path / "d",
+    )
+    await service.start()
+    try:
+        service.evaluate_group(service.evaluators[0], 1000.0)
+        (pending,) = service.evaluators[0].alerts()
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            rules.write_text(rules.read_text() + "      - record: r\n        expr: vector(2)\n")
+            r = await client.post("/-/reload")
+            assert r.status_code == 200 and r.json()["data"] == {"groups": 1}
+            (kept,) = service.evaluators[0].alerts()
+            assert kept is pending and kept.active_at == 1000.0  # the unchanged rule kept its state
+            assert [r.name for r in service.evaluators[0].group.rules] == ["Always", "r"]
+            rules.write_text(
+                "groups:\n  - name: g\n    rules:\n      - alert: Broken\n        expr: sum(\n"
+            )
+            r = await client.post("/-/reload")
+            assert r.status_code == 400 and "old ones keep running" in r.json()["error"]
+            assert "rules.yaml:4" in r.json()["error"]
+            assert [r.name for r in service.evaluators[0].group.rules] == ["Always", "r"]
+    finally:
+        await service.stop()

@@ -3,7 +3,9 @@ check rule files."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ def load_monitor_config(path: Path) -> MonitorConfig:
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Where data lives.")
 def serve(config_path: Path, data_dir: Path | None) -> None:
-    """Run the monitor until Ctrl-C or SIGTERM.
+    """Run the monitor until Ctrl-C or SIGTERM; SIGHUP (or POST /-/reload) re-reads rule files.
 
     \b
     Example monitor.yaml:
@@ -104,7 +106,16 @@ def serve(config_path: Path, data_dir: Path | None) -> None:
     base = (data_dir or default_data_dir()) / "monitor"
     service = MonitorService(config, base, config_dir=config_path.parent)
 
+    def reload() -> None:
+        try:
+            count = service.reload_rules()
+        except MonitorError as exc:
+            click.echo(f"gyro: rules not reloaded, the old ones keep running: {exc}", err=True)
+        else:
+            click.echo(f"rules reloaded: {count} group(s)", err=True)
+
     def ready(svc: Any) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)  # as Prometheus
         click.echo(f"monitor listening on {svc.url} (Prometheus API at {svc.url}/api/v1)", err=True)
 
     run(run_alone(service, on_ready=ready))

@@ -142,6 +142,12 @@ class MonitorApi:
             return self._silence(path.rsplit("/", 1)[1], method)
         if path.startswith("/api/v1/alerts/") and path.endswith("/ack") and method == "POST":
             return self._ack(path.split("/")[4], request)
+        if path == "/-/reload" and method == "POST":
+            try:
+                groups = self.s.reload_rules()
+            except MonitorError as exc:
+                return _bad(f"rules not reloaded, the old ones keep running: {exc}", 400)
+            return _ok({"groups": groups})
         if path == "/federate" and method == "GET":
             return self._federate(params)
         if path == "/api/v1/push" and method == "POST":

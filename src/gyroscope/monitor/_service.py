@@ -39,7 +39,7 @@ from gyroscope.monitor._logship import LogShipper
 from gyroscope.monitor._notify import DeliveryQueue
 from gyroscope.monitor._promql import Engine
 from gyroscope.monitor._ruleeval import ActiveAlert, GroupEvaluator
-from gyroscope.monitor._rulefile import RuleGroup, load_rule_file, parse_rule_groups
+from gyroscope.monitor._rulefile import Rule, RuleGroup, load_rule_file, parse_rule_groups
 from gyroscope.monitor._scrape import ScrapeTarget
 from gyroscope.monitor._silences import Silence
 from gyroscope.monitor._slo import slo_rule_group
@@ -67,6 +67,20 @@ def load_groups(config: MonitorConfig, base: Path | None = None) -> list[RuleGro
         groups += inline
     groups += [slo_rule_group(slo) for slo in config.slos]
     return groups
+
+
+def _rule_key(group: str, rule: Rule) -> tuple[object, ...]:
+    """What makes a rule the same rule across a reload (its line in the file does not)."""
+    return (
+        group,
+        rule.alert,
+        rule.record,
+        rule.expr,
+        rule.for_s,
+        rule.keep_firing_for_s,
+        tuple(sorted(rule.labels.items())),
+        tuple(sorted(rule.annotations.items())),
+    )
 
 
 class MonitorService(Service):
@@ -98,6 +112,7 @@ class MonitorService(Service):
         self._wake_dispatch = asyncio.Event()
         self._scraped = asyncio.Event()
         self._alert_series: dict[int, set[Labels]] = {}
+        self._rule_tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -155,8 +170,7 @@ class MonitorService(Service):
         self._spawn(self._retention_loop())
         for target in self.targets:
             self._spawn(target.run())
-        for group in self.evaluators:
-            self._spawn(self._rule_loop(group))
+        self._rule_tasks = [asyncio.create_task(self._rule_loop(g)) for g in self.evaluators]
         for pc in cfg.probes:
             self._spawn(self._every(pc.interval, lambda pc=pc: self._run_probe(pc)))
         for dc in cfg.databases:
@@ -178,8 +192,11 @@ class MonitorService(Service):
         if not self.started:
             return
         self.started = False
-        for task in self._tasks:
+        for task in [*self._tasks, *self._rule_tasks]:
             task.cancel()
+        for task in self._rule_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
@@ -247,6 +264,25 @@ class MonitorService(Service):
             self._scraped.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._scraped.wait(), remaining)
+
+    def reload_rules(self) -> int:
+        """Re-read rule files (and SLOs). On any error the running rules stay and the error is
+        raised; otherwise groups are swapped, and alerts of rules that did not change keep their
+        state (pending time, firing). Returns the number of groups."""
+        groups = load_groups(self.config, self.config_dir)
+        old = {_rule_key(e.group.name, s.rule): s for e in self.evaluators for s in e.rules}
+        fresh = [GroupEvaluator(g, self.engine) for g in groups]
+        for evaluator in fresh:
+            for state in evaluator.rules:
+                kept = old.get(_rule_key(evaluator.group.name, state.rule))
+                if kept is not None:
+                    state.active = kept.active
+        for task in self._rule_tasks:
+            task.cancel()
+        self.evaluators = fresh
+        self._rule_tasks = [asyncio.create_task(self._rule_loop(g)) for g in fresh]
+        log.info("rules reloaded: %d group(s)", len(fresh))
+        return len(fresh)
 
     def evaluate_group(self, evaluator: GroupEvaluator, now: float) -> None:
         recorded, alerts = evaluator.evaluate(now)
