@@ -117,7 +117,9 @@ async def test_loki_push_json_and_gzip(client: httpx.AsyncClient) -> None:
     resp = await client.post(
         "/loki/api/v1/push", content=b"\x00\x01", headers={"content-type": "application/x-protobuf"}
     )
-    assert resp.status_code == 400 and "JSON" in resp.json()["error"]["message"]
+    assert resp.status_code == 400 and "snappy" in resp.json()["error"]["message"]
+    resp = await client.post("/loki/api/v1/push", content=b"x", headers={"content-type": "text/plain"})
+    assert resp.status_code == 400 and "application/json" in resp.json()["error"]["message"]
     resp = await client.post(
         "/loki/api/v1/push", json={"streams": [{"stream": {"a": "b"}, "values": [["1"]]}]}
     )

@@ -164,3 +164,59 @@ async def test_killing_the_stream_leader_loses_no_acknowledged_record(setup) -> 
 
 async def _ready(value: bool) -> bool:
     return value
+
+
+async def test_log_server_in_replicated_mode_checks_and_repairs(tmp_path: Path) -> None:
+    import httpx
+
+    from gyroscope.logs import LogsConfig, LogServer
+
+    for url in URLS:
+        host, port = url.removeprefix("nats://").split(":")
+        require_server("nats", host, int(port))
+    cluster = nodes()
+    stream = f"S{uuid.uuid4().hex[:10].upper()}"
+    cfg = LogsConfig.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "checkpoint_seconds": 0,
+            "scrub_seconds": 0,
+            "replication": {
+                "servers": URLS,
+                "stream": stream,
+                "subject": f"s.{stream.lower()}",
+                "node_configs": [str(n.conf) for n in cluster.values()],
+                "check_seconds": 0,
+            },
+        }
+    )
+    server = LogServer(cfg, tmp_path / "logs")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.http.url, timeout=60) as client:
+            body = "\n".join(
+                f'{{"labels": {{"job": "rep"}}, "line": "line {i}"}}' for i in range(30)
+            )
+            assert (await client.post("/api/logs/push", content=body)).status_code == 200
+            replicator = server.replication.replicator  # type: ignore[union-attr]
+
+            async def checked_ok() -> bool:
+                return (await client.post("/api/logs/replicas/check")).status_code == 200
+
+            await until(checked_ok)
+            leader = await replicator.leader()
+            victim = next(n for n in cluster.values() if n.name != leader)
+            block = sorted((victim.stream_dir(stream) / "msgs").glob("*.blk"))[0]
+            data = bytearray(block.read_bytes())
+            data[-20] ^= 0x01  # inside the last record's payload
+            block.write_bytes(bytes(data))
+            resp = await client.post("/api/logs/replicas/check")
+            assert resp.status_code == 409
+            report = {n["node"]: n for n in resp.json()["nodes"]}
+            assert report[victim.name]["corrupt"] and resp.json()["repaired"] is True
+            await until(checked_ok, timeout=90)
+            stats = (await client.get("/api/logs/stats")).json()
+            assert stats["replicas"]["repairs"] >= 1
+            await replicator._js.delete_stream(stream)
+    finally:
+        await server.stop(1.0)

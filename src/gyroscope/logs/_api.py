@@ -82,6 +82,7 @@ class LogApi:
             ("GET", "/api/logs/prove"): self.prove,
             ("GET", "/api/logs/consistency"): self.consistency,
             ("POST", "/api/logs/verify"): self.verify,
+            ("POST", "/api/logs/replicas/check"): self.check_replicas,
             ("GET", "/ready"): self.ready,
             ("GET", "/metrics"): self.metrics,
         }
@@ -247,6 +248,28 @@ class LogApi:
         report = await asyncio.to_thread(verify_store, self.server.store, deep=deep)
         self.server.last_verify = report
         return Response.json(report.as_dict(), status=200 if report.ok else 409)
+
+    async def check_replicas(self, req: Request) -> Response:
+        replication = self.server.replication
+        if replication is None:
+            return Response.error(404, "replicated mode is off (configure logs.replication)")
+        repairs = replication.repairs
+        reports = await replication.check()
+        body = {
+            "ok": all(r.ok for r in reports),
+            "repaired": replication.repairs > repairs,
+            "nodes": [
+                {
+                    "node": r.node,
+                    "records": r.records,
+                    "missing": len(r.missing),
+                    "corrupt": r.corrupt[:20],
+                    "summary": str(r),
+                }
+                for r in reports
+            ],
+        }
+        return Response.json(body, status=200 if body["ok"] else 409)
 
     async def stats(self, req: Request) -> Response:
         return Response.json(self.server.stats())

@@ -14,7 +14,14 @@ from pydantic import field_validator, model_validator
 
 from gyroscope.core import ServiceSpec, StrictModel, is_loopback, parse_host_port
 
-__all__ = ["LogsConfig", "RetentionConfig", "StreamRetention", "build_services", "parse_size"]
+__all__ = [
+    "LogsConfig",
+    "NatsReplication",
+    "RetentionConfig",
+    "StreamRetention",
+    "build_services",
+    "parse_size",
+]
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*\Z")
 _FACTOR = {
@@ -87,6 +94,25 @@ class RetentionConfig(StrictModel):
     _bytes = field_validator("max_bytes")(lambda cls, v: (parse_size(v), v)[1])
 
 
+class NatsReplication(StrictModel):
+    """Replicated mode: every record also goes to a JetStream stream with ``replicas`` copies."""
+
+    servers: list[str]
+    stream: str = "GYRO_LOGS"
+    subject: str = "gyro.logs"
+    replicas: int = 3
+    node_configs: list[str] = []  # nats.conf of nodes on this machine: their files are checked
+    check_seconds: float = 300.0
+    auto_repair: bool = True
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("list at least one nats:// server")
+        return value
+
+
 class LogsConfig(StrictModel):
     """The log server: where it listens, how it checkpoints, scrubs and expires data."""
 
@@ -102,6 +128,7 @@ class LogsConfig(StrictModel):
     scrub_seconds: float = 3600.0
     tail_max_seconds: float = 3600.0
     retention: RetentionConfig = RetentionConfig()
+    replication: NatsReplication | None = None
 
     @field_validator("listen", "syslog_udp", "syslog_tcp")
     @classmethod

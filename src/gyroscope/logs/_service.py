@@ -21,6 +21,7 @@ from gyroscope.logs._config import LogsConfig, parse_size
 from gyroscope.logs._logql import parse_duration, parse_selector
 from gyroscope.logs._maintain import apply_retention
 from gyroscope.logs._query import stream_matcher
+from gyroscope.logs._replication import Replication
 from gyroscope.logs._retention import RetentionRule
 from gyroscope.logs._scrub import VerifyReport, verify_store
 from gyroscope.logs._store import AppendResult, Entry, LogStore
@@ -90,16 +91,23 @@ class LogServer(Service):
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
         self.syslog_ports: dict[str, int] = {}
+        self.replication: Replication | None = (
+            Replication(config.replication, self.store) if config.replication else None
+        )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.open)
         self.committer = GroupCommitter(self.store)
+        if self.replication is not None:
+            await self.replication.start()
         await self.http.start()
         await self._start_syslog()
         cfg = self.config
         self._every(cfg.checkpoint_seconds, self._checkpoint)
         self._every(cfg.scrub_seconds, self._scrub)
         self._every(parse_duration(cfg.retention.every) / 1e9, self._retention)
+        if self.replication is not None and self.replication.nodes:
+            self._every(self.replication.config.check_seconds, self._check_replicas)
         log.info("log server on %s (%d records)", self.http.url, self.store.merkle.size)
 
     async def _start_syslog(self) -> None:
@@ -137,12 +145,18 @@ class LogServer(Service):
         """Durably append one batch (all or nothing) and wake live tails."""
         assert self.committer is not None, "start() first"
         result = await self.committer.append(entries, key=key)
+        if self.replication is not None:  # acknowledged only after the quorum PubAck too
+            await self.replication.publish(result.first, list(entries))
         if not result.duplicate:
             self.metrics.lines.inc(len(entries))
             self.metrics.bytes.inc(sum(len(e.line) for e in entries))
         self.new_data.set()
         self.new_data.clear()
         return result
+
+    async def _check_replicas(self) -> None:
+        assert self.replication is not None
+        await self.replication.check()
 
     async def _checkpoint(self) -> None:
         cp = self.store.checkpoints.latest()
@@ -181,6 +195,16 @@ class LogServer(Service):
             "damaged_regions": [str(d) for d in s.damage],
             "checkpoint": cp.as_dict() if cp else None,
             "verify": self.last_verify.as_dict() if self.last_verify else None,
+            "replicas": (
+                {
+                    "stream": self.replication.config.stream,
+                    "published": self.replication.replicator.published,
+                    "repairs": self.replication.repairs,
+                    "nodes": [str(r) for r in self.replication.last_reports],
+                }
+                if self.replication
+                else None
+            ),
         }
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -194,6 +218,8 @@ class LogServer(Service):
             closer.close()
         self._closers = []
         await self.http.stop(grace)
+        if self.replication is not None:
+            await self.replication.close()
         if self.committer is not None:
             await self.committer.close()
             self.committer = None
