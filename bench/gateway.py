@@ -259,6 +259,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
 
     gw_port, admin_port = free_port(), free_port()
     upstream_args = [a for i, p in enumerate(ups) for a in ("--upstream", f"u{i}=127.0.0.1:{p}")]
+    # Idle upstream connections are kept 60 s (the origin keeps them 300 s; the default of 4 s
+    # suits uvicorn-based model servers, which close after 5 s), like HAProxy's and nginx's pools.
+    (tmp / "gateway.yaml").write_text(
+        "gateway:\n  timeouts: {upstream_keepalive: 60}\n  routes: [{policy: round_robin}]\n"
+    )
     gyro = Proc(
         "gyroscope",
         [
@@ -267,12 +272,12 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
             "gyroscope.cli",
             "gateway",
             "serve",
+            "-c",
+            str(tmp / "gateway.yaml"),
             "--listen",
             f"127.0.0.1:{gw_port}",
             "--admin",
             f"127.0.0.1:{admin_port}",
-            "--policy",
-            "round_robin",
             *upstream_args,
         ],
         gw_port,

@@ -89,7 +89,7 @@ async def test_expect_100_continue(echo, gateway):
 
 async def test_sse_events_arrive_one_by_one_not_batched(demos, gateway):
     (server,) = await demos(1)
-    server.set_faults(token_delay_ms=120)
+    server.set_faults(token_delay_ms=150)
     gw = await gateway([server])
     arrivals = []
     async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
@@ -101,14 +101,17 @@ async def test_sse_events_arrive_one_by_one_not_batched(demos, gateway):
                     arrivals.append(time.monotonic())
     assert len(arrivals) >= 6
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # Each token is 120 ms after the previous one at the server; batching would bunch them.
-    assert sum(1 for g in gaps if g >= 0.06) >= 4
+    # Each token is 150 ms after the previous one at the server; a buffering proxy would hand
+    # them over together at the end. (Loose bounds: a loaded machine delays some ticks.)
+    assert sum(1 for g in gaps if g >= 0.05) >= 3
     assert arrivals[-1] - arrivals[0] >= 0.4
 
 
 async def test_zero_new_upstream_connections_in_steady_state(demos, gateway):
     servers = await demos(3)
-    gw = await gateway(servers, routes=[{"policy": "round_robin"}])
+    gw = await gateway(
+        servers, routes=[{"policy": "round_robin"}], timeouts={"upstream_keepalive": 300}
+    )
     async with httpx.AsyncClient(base_url=gw.url) as client:
         for _ in range(6):
             assert (await client.get("/v1/models")).status_code == 200
@@ -121,7 +124,8 @@ async def test_zero_new_upstream_connections_in_steady_state(demos, gateway):
 
 async def test_zero_new_upstream_connections_under_concurrency(demos, gateway):
     (server,) = await demos(1)
-    gw = await gateway([server])
+    # keep idle connections for the whole test, however slowly a loaded machine runs it
+    gw = await gateway([server], timeouts={"upstream_keepalive": 300})
     limits = httpx.Limits(max_connections=4)
     async with httpx.AsyncClient(base_url=gw.url, limits=limits) as client:
 
