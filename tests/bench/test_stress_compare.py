@@ -149,3 +149,14 @@ def test_live_ab_flags_the_slower_side(demo_server) -> None:
     doc = json.loads(proc.stdout)
     assert doc["verdict"] == "slower"
     assert doc["latency_ms"]["p50"]["ratio"] == pytest.approx(97 / 47, rel=0.25)
+
+
+async def test_rate_stress_saturates_at_the_predicted_capacity(demo_server) -> None:
+    url = demo_server(SLOTS, STEP_MS)
+    capacity = SLOTS / ((TOKENS + 1) * STEP_MS / 1000)  # ~67 requests/s
+    result = await run_stress(completions(url), [25, 50, 100], mode="rate", step_duration=1.5)
+    assert [s.passed for s in result.steps] == [True, True, False]
+    assert result.knee is not None and result.knee.level == 50
+    saturated = result.steps[-1].result.metric("throughput")
+    assert saturated == pytest.approx(capacity, rel=0.25)
+    assert "throughput" in result.stopped_because
