@@ -177,3 +177,26 @@ def test_grafana_style_post_forms(running: MonitorService) -> None:
     assert "job" in httpx.post(f"{running.url}/api/v1/labels").json()["data"]
     assert httpx.get(f"{running.url}/api/v1/status/buildinfo").json()["status"] == "success"
     assert httpx.get(f"{running.url}/api/v1/query_exemplars").json()["data"] == []
+
+
+async def test_token_guards_every_endpoint_but_health(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    service = MonitorService(
+        MonitorConfig(listen="127.0.0.1:0", token=SecretStr("s3cret"), host={"enabled": False}),  # type: ignore[arg-type]
+        tmp_path / "d",
+    )
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=service.url) as client:
+            assert (await client.get("/-/healthy")).status_code == 200
+            denied = await client.get("/api/v1/query", params={"query": "1"})
+            assert denied.status_code == 401 and denied.json()["errorType"] == "unauthorized"
+            wrong = await client.get("/api/v2/alerts", headers={"authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+            ok = await client.get(
+                "/api/v1/query", params={"query": "1"}, headers={"authorization": "Bearer s3cret"}
+            )
+            assert ok.json()["data"]["result"][1] == "1"
+    finally:
+        await service.stop()

@@ -149,7 +149,18 @@ async def test_tcp_and_dns_probes(target: Target) -> None:
 
 
 def test_host_metrics_and_no_gpu() -> None:
-    got = _by_name(host_samples(HostConfig(processes=["python", "python3"])))
+    import os
+
+    import psutil
+
+    own = psutil.Process(os.getpid()).name()
+    samples = host_samples(HostConfig(processes=[own]))
+    mine = [dict(lb) for lb, _ in samples if dict(lb).get("pid") == str(os.getpid())]
+    assert {m["__name__"] for m in mine} == {
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    }
+    got = _by_name(samples)
     assert got["node_memory_total_bytes"] > got["node_memory_available_bytes"] > 0
     assert "node_load1" in got and "node_filesystem_size_bytes" in got
     assert gpu_status().startswith("no GPU")
