@@ -10,7 +10,7 @@
 4. Corrected latency: nginx frozen with SIGSTOP for a known window during an open-model run; the
    measured p50/p99 against the true latencies, which follow from the schedule and the window.
 
-    python bench/loadgen.py [--rounds 5] [--seconds 5]
+    python bench/loadgen.py [--rounds 5] [--seconds 4]     (about 3 minutes)
 """
 
 from __future__ import annotations
@@ -351,7 +351,7 @@ def verdict(name: str, figure: str, goal: str, ok: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
     args = parser.parse_args()
     if shutil.which("wrk") is None or nginx_binary() is None:
         sys.exit("needs wrk and nginx (apt-get install wrk nginx-light)")
@@ -368,7 +368,7 @@ def main() -> None:
             print(f"\n[2] Locust FastHttpUser, 1 process, 50 users vs ours, {args.seconds}s rounds")
             locust_ratio = bench_locust(url, args.rounds, args.seconds, tmp)
         print("\n[3] streamed LLM tokens decoded per generator core")
-        demo_tokens, tokens = bench_tokens(max(3, args.rounds // 2), 4)
+        demo_tokens, tokens = bench_tokens(max(3, args.rounds // 2), 3)
         print(
             f"\n[4] corrected latency: nginx frozen {STALL} s in a {DURATION} s open-model run "
             f"at {RATE:g} req/s"
