@@ -321,3 +321,14 @@ async def test_priorities_under_saturation(demos, gateway):
         shed = await batch
         assert shed.status_code == 503 and "higher-priority" in shed.json()["error"]["message"]
         assert (await running).status_code == 200
+
+
+async def test_a_new_replica_ramps_up_under_slow_start(demos, gateway):
+    servers = await demos(2)
+    gw = await gateway(servers[:1], health={"slow_start": 1.5, "interval": 0.2})
+    from gyroscope.gateway import BackendConfig
+
+    gw.add_backend(BackendConfig(name="d1", address=f"127.0.0.1:{servers[1].port}", weight=10))
+    new = gw.find("d1")
+    await wait_until(lambda: 0 < new.lb_weight < 10, 5, "a reduced weight at first")
+    await wait_until(lambda: new.lb_weight == 10, 10, "the full weight after the window")
