@@ -118,7 +118,9 @@ async def test_loki_push_json_and_gzip(client: httpx.AsyncClient) -> None:
         "/loki/api/v1/push", content=b"\x00\x01", headers={"content-type": "application/x-protobuf"}
     )
     assert resp.status_code == 400 and "snappy" in resp.json()["error"]["message"]
-    resp = await client.post("/loki/api/v1/push", content=b"x", headers={"content-type": "text/plain"})
+    resp = await client.post(
+        "/loki/api/v1/push", content=b"x", headers={"content-type": "text/plain"}
+    )
     assert resp.status_code == 400 and "application/json" in resp.json()["error"]["message"]
     resp = await client.post(
         "/loki/api/v1/push", json={"streams": [{"stream": {"a": "b"}, "values": [["1"]]}]}
@@ -262,3 +264,31 @@ async def test_prove_verify_and_scrub_over_http(
     assert server.health().status == "degraded"
     stats = (await client.get("/api/logs/stats")).json()
     assert stats["records"] == 9 and stats["verify"]["ok"] is False
+
+
+async def test_logging_handler_stores_python_log_records(
+    server: LogServer, client: httpx.AsyncClient
+) -> None:
+    import logging
+
+    from gyroscope.logs import LogServerHandler
+
+    handler = LogServerHandler(server, {"job": "gyroscope"})
+    handler.bind(asyncio.get_running_loop())
+    logger = logging.getLogger("gyroscope.gateway.access")
+    logger.addHandler(handler)
+    try:
+        logger.warning("GET /v1/chat 502 upstream=%s", "demo-2")
+        logging.getLogger("gyroscope.logs.x").addHandler(handler)
+        logging.getLogger("gyroscope.logs.x").warning("not stored: the store's own logs")
+        for _ in range(250):
+            data = await query(client, '{job="gyroscope", logger="gateway", level="warn"}')
+            if data["result"]:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        logger.removeHandler(handler)
+        logging.getLogger("gyroscope.logs.x").removeHandler(handler)
+    line = json.loads(data["result"][0]["values"][0][1])  # type: ignore[index]
+    assert line == {"msg": "GET /v1/chat 502 upstream=demo-2", "logger": "gyroscope.gateway.access"}
+    assert (await query(client, '{job="gyroscope", logger="logs"}'))["result"] == []

@@ -43,7 +43,10 @@ async def setup(
         require_server("nats", host, int(port))
     store = LogStore(tmp_path / "logs").open()
     rep = JetStreamReplicator(
-        URLS, stream=f"T{uuid.uuid4().hex[:10].upper()}", subject=f"t.{uuid.uuid4().hex[:8]}"
+        URLS,
+        stream=f"T{uuid.uuid4().hex[:10].upper()}",
+        subject=f"t.{uuid.uuid4().hex[:8]}",
+        timeout=60.0,  # a leader election under load can take a while; retries stay bounded
     )
     await rep.connect()
     yield store, rep, nodes()

@@ -22,6 +22,7 @@ from gyroscope.logs._errors import (
     QuerySyntaxError,
     StoreLockedError,
 )
+from gyroscope.logs._handler import LogServerHandler
 from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_syslog
 from gyroscope.logs._labels import canonical, parse_labels
 from gyroscope.logs._logql import parse_query, parse_selector
@@ -44,6 +45,7 @@ __all__ = [
     "Entry",
     "GroupCommitter",
     "LogServer",
+    "LogServerHandler",
     "LogStore",
     "LogStoreError",
     "LogsConfig",
