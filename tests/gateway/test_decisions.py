@@ -248,3 +248,11 @@ def test_build_services_gives_one_gateway_service(tmp_path):
     assert spec.name == "edge" and spec.config == cfg
     service = spec.factory()
     assert isinstance(service, Gateway) and service.health().status == "ok"
+
+
+def test_build_services_refuses_workers_inside_the_daemon(tmp_path):
+    from gyroscope.errors import ConfigError
+    from gyroscope.gateway import build_services
+
+    with pytest.raises(ConfigError, match="gyro gateway serve"):
+        build_services(GatewayConfig(workers=2), tmp_path)

@@ -248,7 +248,14 @@ class GatewayConfig(StrictModel):
 
 def build_services(section: GatewayConfig, data_dir: Path) -> list[ServiceSpec]:
     """The gateway as one service for ``gyro up`` (its state is in memory; ``data_dir`` unused)."""
+    from gyroscope.errors import ConfigError
     from gyroscope.gateway._gateway import Gateway
 
     del data_dir
+    if section.workers > 1:
+        raise ConfigError(
+            "several workers need their own processes: run `gyro gateway serve -c FILE` "
+            "(under `gyro up` the gateway shares the daemon's process; set workers: 1)",
+            key="gateway.workers",
+        )
     return [ServiceSpec(name=section.name, config=section, factory=lambda: Gateway(section))]
