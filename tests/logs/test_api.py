@@ -264,6 +264,7 @@ async def test_prove_verify_and_scrub_over_http(
     assert server.health().status == "degraded"
     stats = (await client.get("/api/logs/stats")).json()
     assert stats["records"] == 9 and stats["verify"]["ok"] is False
+    assert stats["ingested_lines"] == 9 and stats["ingest_lines_per_second"] > 0
 
 
 async def test_logging_handler_stores_python_log_records(

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +92,7 @@ class LogServer(Service):
         self._tasks: list[asyncio.Task[None]] = []
         self._closers: list[Any] = []
         self.syslog_ports: dict[str, int] = {}
+        self._rate: deque[tuple[float, int]] = deque(maxlen=61)  # (monotonic s, lines) per second
         self.replication: Replication | None = (
             Replication(config.replication, self.store) if config.replication else None
         )
@@ -148,6 +150,9 @@ class LogServer(Service):
         if self.replication is not None:  # acknowledged only after the quorum PubAck too
             await self.replication.publish(result.first, list(entries))
         if not result.duplicate:
+            now = time.monotonic()
+            if not self._rate or now - self._rate[-1][0] >= 1.0:
+                self._rate.append((now, self.store.appended_lines))
             self.metrics.lines.inc(len(entries))
             self.metrics.bytes.inc(sum(len(e.line) for e in entries))
         self.new_data.set()
@@ -181,6 +186,15 @@ class LogServer(Service):
         )
         await asyncio.to_thread(apply_retention, self.store, rules, default, now_ns=time.time_ns())
 
+    def ingest_rate(self) -> float:
+        """Lines per second over the last minute (0 when idle)."""
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._rate if now - t <= 60]
+        if not recent:
+            return 0.0
+        t0, n0 = recent[0]
+        return round((self.store.appended_lines - n0) / max(now - t0, 1.0), 1)
+
     def stats(self) -> dict[str, Any]:
         s = self.store
         cp = s.checkpoints.latest()
@@ -191,6 +205,7 @@ class LogServer(Service):
             "streams": len(s.labels()),
             "ingested_lines": s.appended_lines,
             "ingested_bytes": s.appended_bytes,
+            "ingest_lines_per_second": self.ingest_rate(),
             "group_commits": self.committer.batches if self.committer else 0,
             "damaged_regions": [str(d) for d in s.damage],
             "checkpoint": cp.as_dict() if cp else None,
