@@ -172,3 +172,25 @@ def test_label_replace_and_join(engine: Engine) -> None:
     assert got == {"__name__=limit,job=api,svc=api-x": 100.0}
     got = vec(engine, 'label_join(limit{job="db"}, "both", "/", "job", "__name__")')
     assert got == {"__name__=limit,both=db/limit,job=db": 10.0}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rate(req_total[1m])",
+        "req_total offset 30s",
+        "max_over_time(gauge[45s])",
+        "gone",
+        "sum by (job) (irate(req_total[30s] offset 15s))",
+        "max_over_time(rate(req_total[30s])[1m:15s])",
+    ],
+)
+def test_range_query_equals_instant_queries(engine: Engine, query: str) -> None:
+    ranged = engine.range_query(query, 60.0, 150.0, 7.5)
+    for i in range(13):
+        t = 60.0 + i * 7.5
+        instant = engine.instant(query, t)
+        assert isinstance(instant, list)
+        want = {lb: v for lb, v in instant}  # type: ignore[misc]
+        got = {lb: dict(points)[t] for lb, points in ranged.items() if t in dict(points)}
+        assert got == want, t

@@ -142,6 +142,8 @@ def _drop_name(labels: Labels) -> Labels:
 class _Ctx:
     t: int  # evaluation time, ms
     query: str
+    span: tuple[int, int] | None = None  # a range query's first and last evaluation time, ms
+    cache: dict[Any, list[SeriesData]] | None = None  # selector -> its data over the whole span
 
 
 class Engine:
@@ -169,15 +171,37 @@ class Engine:
             )
         expr = parse_query(query)
         out: dict[Labels, list[tuple[float, float]]] = {}
-        t = start
-        while t <= end + 1e-9:
-            value = self.eval(expr, _Ctx(round(t * 1000), query))
+        steps = int((end - start) / step + 1e-9) + 1
+        span = (round(start * 1000), round((start + (steps - 1) * step) * 1000))
+        cache: dict[Any, list[SeriesData]] = {}  # every selector is read once for all steps
+        for i in range(steps):
+            t = start + i * step
+            value = self.eval(expr, _Ctx(round(t * 1000), query, span, cache))
             if isinstance(value, float):
                 out.setdefault((), []).append((t, value))
             elif isinstance(value, list):
                 for labels, v in self._as_vector(value, query):
                     out.setdefault(labels, []).append((t, v))
-            t += step
+        return out
+
+    def _fetch(
+        self, matchers: list[Matcher], width: int, offset: int, ctx: _Ctx
+    ) -> list[SeriesData]:
+        """Samples in ``(t - offset - width, t - offset]`` of every selected series."""
+        end = ctx.t - offset
+        if ctx.cache is None or ctx.span is None:
+            return self.db.select(matchers, end - width + 1, end)
+        key = (tuple(matchers), width, offset)
+        whole = ctx.cache.get(key)
+        if whole is None:
+            lo, hi = ctx.span[0] - offset - width + 1, ctx.span[1] - offset
+            whole = ctx.cache[key] = self.db.select(matchers, lo, hi)
+        out = []
+        for data in whole:
+            first = int(np.searchsorted(data.ts, end - width + 1, "left"))
+            last = int(np.searchsorted(data.ts, end, "right"))
+            if last > first:
+                out.append(SeriesData(data.labels, data.ts[first:last], data.values[first:last]))
         return out
 
     def _as_vector(self, value: Value, query: str) -> Vector:
@@ -228,18 +252,16 @@ class Engine:
         return out
 
     def _select(self, vs: Any, ctx: _Ctx) -> Vector:
-        end = ctx.t - _ms(vs.offset)
         out: Vector = []
-        for data in self.db.select(self._matchers(vs, ctx), end - self.lookback_ms + 1, end):
+        for data in self._fetch(self._matchers(vs, ctx), self.lookback_ms, _ms(vs.offset), ctx):
             value = data.values[-1:]
             if not is_stale(value)[0]:
                 out.append((data.labels, float(value[0])))
         return out
 
     def _matrix(self, vs: Any, range_ms: int, ctx: _Ctx) -> list[SeriesData]:
-        end = ctx.t - _ms(vs.offset)
         out = []
-        for data in self.db.select(self._matchers(vs, ctx), end - range_ms + 1, end):
+        for data in self._fetch(self._matchers(vs, ctx), range_ms, _ms(vs.offset), ctx):
             keep = ~is_stale(data.values)
             if keep.any():
                 out.append(SeriesData(data.labels, data.ts[keep], data.values[keep]))
@@ -348,9 +370,8 @@ class Engine:
             return [
                 (_drop_name(lb), ctx.t / 1000.0) for lb, _ in self._vec(self.eval(vs, ctx), ctx)
             ]
-        end = ctx.t - _ms(vs.offset)
         out: Vector = []
-        for data in self.db.select(self._matchers(vs, ctx), end - self.lookback_ms + 1, end):
+        for data in self._fetch(self._matchers(vs, ctx), self.lookback_ms, _ms(vs.offset), ctx):
             if not is_stale(data.values[-1:])[0]:
                 out.append((_drop_name(data.labels), float(data.ts[-1]) / 1000.0))
         return out
