@@ -112,6 +112,9 @@ class Exchange:
     def begin(self) -> None:
         """Headers are in: build the upstream head, apply limits, then dispatch (or wait for body)."""
         route, gw = self.route, self.gw
+        if route.plain and not self.expect_continue:
+            self.dispatch()  # no limits, cache or body key on this route
+            return
         if self.expect_continue and not self.req_done:
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         limiter = route.limiter
@@ -193,7 +196,10 @@ class Exchange:
             if self.chunked_in and body:
                 body = dechunk(body)
             key = route.key.key(self.headers, self.url, self.client.peer_ip, body)
-        ep = gw.choose(route, key, self.tried)
+        if gw.limited or self.tried:
+            ep = gw.choose(route, key, self.tried)
+        else:
+            ep = route.policy.pick(gw.available, key) if gw.available else None
         if ep is None:
             if gw.any_full(self.tried) and gw.enqueue(self):
                 self.phase = QUEUED

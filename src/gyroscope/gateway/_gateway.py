@@ -87,6 +87,7 @@ class Route:
             self.cache is not None or self.limiter is not None or self.compression is not None
         )
         self.priority = cfg.priority
+        self.plain = not self.extras and self.key is None
         self.counters = RouteCounters()
         self.stats: dict[str, ExchangeStats] = {}
 
