@@ -244,7 +244,13 @@ def bench_storage(tmp: Path, minutes: int) -> tuple[float, float, float]:
         t = time.perf_counter()
         engine.instant('rate(vllm:request_success_total{replica="r1"}[5m])', end - (i % 50))
         latencies.append((time.perf_counter() - t) * 1000)
+    panel = time.perf_counter()
+    engine.range_query("sum by (replica) (rate(vllm:gauge_1[5m]))", end - 900, end, 15)
+    panel_ms = (time.perf_counter() - panel) * 1000
     db.close()
+    print(
+        f"query: dashboard panel, rate over 3 series x 61 steps (15 min at 15 s): {panel_ms:.1f} ms"
+    )
     print(
         f"storage: {samples} samples ({minutes} min at 1 s, {len(state)} series): "
         f"{chunk_bps:.2f} bytes/sample in chunks, {file_bps:.2f} bytes/sample for the whole SQLite file"

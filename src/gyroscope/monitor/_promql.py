@@ -23,6 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import promql_parser as pp
 
 from gyroscope.monitor._chunks import is_stale
@@ -35,6 +36,7 @@ from gyroscope.monitor._promql_funcs import (
     SCALAR_FUNCTIONS,
     bucket_quantile,
 )
+from gyroscope.monitor._promql_steps import windowed_rate
 from gyroscope.monitor._tsdb import TSDB, Matcher, SeriesData
 
 __all__ = ["Engine", "Value", "Vector", "parse_query"]
@@ -44,6 +46,9 @@ Value = float | str | Vector | list[SeriesData]
 
 _OPS = {int(pp.MatchOp.Equal): "=", int(pp.MatchOp.NotEqual): "!=", int(pp.MatchOp.Re): "=~"}
 _OPS[int(pp.MatchOp.NotRe)] = "!~"
+
+
+_STEPPED = frozenset({"rate", "increase", "delta"})
 
 
 def _op(op: Any) -> str:
@@ -143,7 +148,8 @@ class _Ctx:
     t: int  # evaluation time, ms
     query: str
     span: tuple[int, int] | None = None  # a range query's first and last evaluation time, ms
-    cache: dict[Any, list[SeriesData]] | None = None  # selector -> its data over the whole span
+    cache: dict[Any, Any] | None = None  # selector -> its data over the whole span, and more
+    times: npt.NDArray[np.int64] | None = None  # a range query's evaluation times, ms
 
 
 class Engine:
@@ -173,10 +179,11 @@ class Engine:
         out: dict[Labels, list[tuple[float, float]]] = {}
         steps = int((end - start) / step + 1e-9) + 1
         span = (round(start * 1000), round((start + (steps - 1) * step) * 1000))
-        cache: dict[Any, list[SeriesData]] = {}  # every selector is read once for all steps
+        cache: dict[Any, Any] = {}  # every selector is read once for all steps
+        times = np.array([round((start + i * step) * 1000) for i in range(steps)], dtype=np.int64)
         for i in range(steps):
             t = start + i * step
-            value = self.eval(expr, _Ctx(round(t * 1000), query, span, cache))
+            value = self.eval(expr, _Ctx(int(times[i]), query, span, cache, times))
             if isinstance(value, float):
                 out.setdefault((), []).append((t, value))
             elif isinstance(value, list):
@@ -312,10 +319,19 @@ class Engine:
             extra = self._scalar(args[0], ctx)
         elif name == "predict_linear":
             extra = self._scalar(args[1], ctx)
+        if (
+            name in _STEPPED
+            and isinstance(matrix_node, pp.MatrixSelector)
+            and ctx.times is not None
+        ):
+            return self._stepped(name, matrix_node, ctx)
         matrix = self.eval(matrix_node, ctx)
         assert isinstance(matrix, list)
         range_ms = _ms(getattr(matrix_node, "range", None))
-        offset = _ms(getattr(getattr(matrix_node, "vector_selector", None), "offset", None))
+        if isinstance(matrix_node, pp.SubqueryExpr):
+            offset = _ms(matrix_node.offset)
+        else:
+            offset = _ms(getattr(getattr(matrix_node, "vector_selector", None), "offset", None))
         end = ctx.t - offset
         fn = RANGE_FUNCTIONS[name]
         out: Vector = []
@@ -326,6 +342,31 @@ class Engine:
                 keep = name == "last_over_time"
                 out.append((data.labels if keep else _drop_name(data.labels), float(value)))
         return out
+
+    def _stepped(self, name: str, node: Any, ctx: _Ctx) -> Vector:
+        """rate/increase/delta in a range query: computed for all steps at the first one."""
+        assert ctx.cache is not None and ctx.times is not None and ctx.span is not None
+        vs, range_ms = node.vector_selector, _ms(node.range)
+        offset, matchers = _ms(vs.offset), self._matchers(vs, ctx)
+        key = ("stepped", name, tuple(matchers), range_ms, offset)
+        table = ctx.cache.get(key)
+        if table is None:
+            lo, hi = ctx.span[0] - offset - range_ms + 1, ctx.span[1] - offset
+            table = []
+            for data in self.db.select(matchers, lo, hi):
+                keep = ~is_stale(data.values)
+                values, valid = windowed_rate(
+                    data.ts[keep],
+                    data.values[keep],
+                    ctx.times - offset,
+                    range_ms,
+                    counter=name != "delta",
+                    rate=name == "rate",
+                )
+                table.append((_drop_name(data.labels), values, valid))
+            ctx.cache[key] = table
+        k = int(np.searchsorted(ctx.times, ctx.t))
+        return [(lb, float(values[k])) for lb, values, valid in table if valid[k]]
 
     # -- functions that are not per-sample maps ----------------------------------------------------
     def _fn_histogram_quantile(self, args: list[Any], ctx: _Ctx) -> Vector:
