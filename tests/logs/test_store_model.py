@@ -10,7 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from gyroscope.logs import Entry, LogStore, canonical, redact, verify_store
+from gyroscope.logs import Entry, LogStore, _select, canonical, redact, verify_store
 from gyroscope.logs._merkle import root
 from gyroscope.logs._record import leaf_hash
 
@@ -33,6 +33,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.model: list[tuple[str, bytes, int, bool]] = []
         self.leaves: list[bytes] = []
         self.keys: dict[bytes, int] = {}
+        # always take the lazy substring search (other tests cover the decode-all path)
+        self._threshold, _select._SCAN_ALL_BELOW = _select._SCAN_ALL_BELOW, 0
 
     def _open(self) -> LogStore:
         return LogStore(self.dir, segment_bytes=2048, checkpoint_every=17, bloom=False).open()
@@ -73,6 +75,12 @@ class StoreMachine(RuleBasedStateMachine):
             for r in self.store.select(lambda s: s == stream, needles=[needle], backward=False)
             if needle in r.line and not r.redacted
         ]
+        back = [
+            r.seq
+            for r in self.store.select(lambda s: s == stream, needles=[needle], backward=True)
+            if needle in r.line and not r.redacted
+        ]
+        assert back == got[::-1]
         want = [
             i
             for i, (lab, line, _, red) in enumerate(self.model)
@@ -93,6 +101,7 @@ class StoreMachine(RuleBasedStateMachine):
         try:
             assert verify_store(self.store).ok
         finally:
+            _select._SCAN_ALL_BELOW = self._threshold
             self.store.close()
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -9,7 +9,7 @@ surviving records are decoded and CRC-checked; a damaged one is reported and ski
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -23,20 +23,35 @@ log = logging.getLogger(__name__)
 _SCAN_ALL_BELOW = 256  # below this many candidates, decoding them beats searching the file
 
 
-def _needle_hits(
-    view: memoryview, needle: bytes, offsets: npt.NDArray[np.int64]
-) -> npt.NDArray[np.bool_]:
-    """Which records contain ``needle`` somewhere in their bytes."""
-    hits = np.zeros(len(offsets), dtype=bool)
-    # the view's object is the mmap itself, whose find() is memchr-fast and copies nothing
-    find = getattr(view.obj, "find", None) or bytes(view).find
-    pos = find(needle)
-    while pos >= 0:
-        i = int(np.searchsorted(offsets, pos, side="right")) - 1
-        hits[i] = True
-        nxt = int(offsets[i + 1]) if i + 1 < len(offsets) else len(view)
-        pos = find(needle, nxt)
-    return hits
+def _needle_records(
+    view: memoryview, needle: bytes, offsets: npt.NDArray[np.int64], backward: bool
+) -> Iterator[int]:
+    """Indices of records containing ``needle``, lazily, in the asked direction.
+
+    The search runs on the mmap itself (memchr-fast, no copy) and moves one record at a time, so
+    a query that stops after ``limit`` lines never scans the rest of the segment.
+    """
+    mm = view.obj
+    size = len(view)
+    find = getattr(mm, "find", None) or bytes(view).find
+    rfind = getattr(mm, "rfind", None) or bytes(view).rfind
+    count = len(offsets)
+    if backward:
+        end = size
+        while (pos := rfind(needle, 0, end)) >= 0:
+            i = int(np.searchsorted(offsets, pos, side="right")) - 1
+            if i < 0:
+                return
+            yield i
+            end = int(offsets[i])
+    else:
+        start = 0
+        while (pos := find(needle, start, size)) >= 0:
+            i = int(np.searchsorted(offsets, pos, side="right")) - 1
+            yield i
+            if i + 1 >= count:
+                return
+            start = int(offsets[i + 1])
 
 
 def select_segment(
@@ -65,9 +80,14 @@ def select_segment(
     with seg.mapped() as mapped:
         view = mapped[:size]
         if needles and int(mask.sum()) > _SCAN_ALL_BELOW:
-            mask &= _needle_hits(view, max(needles, key=len), offsets)
-        picks = np.flatnonzero(mask)
-        for i in picks[::-1] if backward else picks:
+            needle = max(needles, key=len)
+            picks: Iterable[int] = (
+                i for i in _needle_records(view, needle, offsets, backward) if mask[i]
+            )
+        else:
+            found = np.flatnonzero(mask)
+            picks = (int(i) for i in (found[::-1] if backward else found))
+        for i in picks:
             try:
                 yield decode(view, int(offsets[i])).record
             except FrameError as exc:

@@ -152,7 +152,7 @@ class LogServer(Service):
         if not result.duplicate:
             now = time.monotonic()
             if not self._rate or now - self._rate[-1][0] >= 1.0:
-                self._rate.append((now, self.store.appended_lines))
+                self._rate.append((now, self.store.appended_lines - len(entries)))
             self.metrics.lines.inc(len(entries))
             self.metrics.bytes.inc(sum(len(e.line) for e in entries))
         self.new_data.set()
