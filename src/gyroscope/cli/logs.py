@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -94,12 +95,28 @@ def logs() -> None:
 @click.option("--syslog-udp", default=None, help="Syslog over UDP, e.g. 127.0.0.1:1514.")
 @click.option("--syslog-tcp", default=None, help="Syslog over TCP, e.g. 127.0.0.1:1514.")
 @click.option("--token", default=None, help="Bearer token (required when not on loopback).")
+@click.option(
+    "--nats",
+    "nats_servers",
+    multiple=True,
+    metavar="URL",
+    help="Replicated mode: a JetStream server (repeat for each node).",
+)
+@click.option(
+    "--nats-node-conf",
+    "nats_confs",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="nats.conf of a local node, so its files are checked against the Merkle log.",
+)
 def serve(
     data_dir: Path | None,
     listen: str,
     syslog_udp: str | None,
     syslog_tcp: str | None,
     token: str | None,
+    nats_servers: tuple[str, ...],
+    nats_confs: tuple[str, ...],
 ) -> None:
     """Run the log server alone until Ctrl-C.
 
@@ -110,10 +127,15 @@ def serve(
     """
     from gyroscope.core import validate_config
 
-    cfg = validate_config(
-        LogsConfig,
-        {"listen": listen, "syslog_udp": syslog_udp, "syslog_tcp": syslog_tcp, "token": token},
-    )
+    raw: dict[str, Any] = {
+        "listen": listen,
+        "syslog_udp": syslog_udp,
+        "syslog_tcp": syslog_tcp,
+        "token": token,
+    }
+    if nats_servers:
+        raw["replication"] = {"servers": list(nats_servers), "node_configs": list(nats_confs)}
+    cfg = validate_config(LogsConfig, raw)
     server = LogServer(cfg, _store_path(data_dir))
 
     def ready(s: Any) -> None:
@@ -423,6 +445,42 @@ def verify(
             f"({report.seconds:.2f}s)"
         )
     if not report.ok:
+        sys.exit(1)
+
+
+@logs.command()
+@click.option("--url", default="http://127.0.0.1:3100", show_default=True, help="The log server.")
+@_json
+def replicas(url: str, as_json: bool) -> None:
+    """Check every JetStream replica against the Merkle log now (and repair a bad one).
+
+    Exit status 1 when a replica was missing or damaging records.
+
+    \b
+    Example:
+      gyro logs replicas --url http://127.0.0.1:3100
+    """
+    full = url.rstrip("/") + "/api/logs/replicas/check"
+    if not full.startswith(("http://", "https://")):
+        raise BadInputError(f"--url must start with http:// or https://, got {url!r}")
+    req = urllib.request.Request(full, data=b"", method="POST")  # noqa: S310 - scheme checked
+    try:
+        with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310
+            body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise TargetError(exc.read().decode(errors="replace").strip(), target=url) from exc
+        body = json.loads(exc.read())
+    except OSError as exc:
+        raise TargetError(str(exc), target=url) from exc
+    if as_json:
+        click.echo(json.dumps(body))
+    else:
+        for node in body["nodes"]:
+            click.echo(node["summary"])
+        if body.get("repaired"):
+            click.echo("repair: the damaged replicas were rebuilt from a healthy one")
+    if not body["ok"]:
         sys.exit(1)
 
 
