@@ -60,6 +60,20 @@ def test_query_stats_prove_verify(data_dir: Path, tmp_path: Path) -> None:
     proof.write_text(out)
     code, out, _ = gyro("logs", "verify", "--proof", str(proof))
     assert code == 0 and "record 2 is included" in out
+    pub = data_dir / "logs" / "checkpoints" / "checkpoint.pub"
+    code, out, _ = gyro("logs", "verify", "--proof", str(proof), "--key", str(pub))
+    assert code == 0 and "record 2 is included" in out
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    other = tmp_path / "other.pub"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    code, _, err = gyro("logs", "verify", "--proof", str(proof), "--key", str(other))
+    assert code == 1 and "signature does not verify" in err
     doc = json.loads(proof.read_text())
     doc["leaf_index"] = 1
     proof.write_text(json.dumps(doc))

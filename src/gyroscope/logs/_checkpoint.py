@@ -176,6 +176,9 @@ class CheckpointLog:
             raise LogStoreError(f"{self.key_path}: not an Ed25519 private key")
         self._key = loaded
         self.public = loaded.public_key()
+        pub = self.directory / "checkpoint.pub"
+        if not pub.exists() and create:  # the part to hand to auditors, next to the private key
+            pub.write_text(self.public_pem())
 
     def public_pem(self) -> str:
         assert self.public is not None
