@@ -146,6 +146,10 @@ class Lock:
             self._depth += 1
             return self._token
         self._lost = None  # a new hold starts over; the old loss was reported (event, callback)
+        if self._cleanup is not None and not self._cleanup.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(1.0, self.ttl) * 2):
+                    await asyncio.shield(self._cleanup)
         backend = self.backend
         started = self._clock.monotonic()
         attempts = Attempts(
@@ -321,10 +325,14 @@ class Lock:
             return
         self._cleanup = loop.create_task(self._release_quietly(token))
 
-    async def _release_quietly(self, token: int) -> None:
-        with contextlib.suppress(LockError, TimeoutError):
-            async with asyncio.timeout(max(1.0, self.ttl)):
-                await self.backend.release(self.name, self.owner_id, token)
+    async def _release_quietly(self, token: int, attempts: int = 1) -> None:
+        for attempt in range(attempts):
+            try:
+                async with asyncio.timeout(max(1.0, self.ttl)):
+                    await self.backend.release(self.name, self.owner_id, token)
+                return
+            except (LockError, TimeoutError):
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
 
     def _pending_loss(self) -> LeaseLostError:
         """The loss, kept for release() to report (extend() and renewal only look at it)."""
@@ -361,7 +369,13 @@ class Lock:
             return
         token, held = self._token, self._clock.monotonic() - self._granted_at
         self._clear_hold()
-        released = await self._bounded(self.backend.release(self.name, self.owner_id, token))
+        try:
+            released = await self._bounded(self.backend.release(self.name, self.owner_id, token))
+        except LockBackendError:
+            # Unknown outcome. Keep trying in the background (token-checked, so harmless), and
+            # the next acquire() waits for that, so it never gets this hold's token back.
+            self._cleanup = asyncio.create_task(self._release_quietly(token, attempts=10))
+            raise
         if not released:
             self._mark_lost_after_release(token)
         if self.metrics is not None:

@@ -83,16 +83,15 @@ class ZooKeeperShared:
         return known
 
     async def release_shared(self: Any, name: str, owner: str, token: int) -> bool:
-        known = self._shared_nodes.pop((name, owner), None)
+        known = self._shared_nodes.get((name, owner))
         if known is None or known[1] != token:
             return False
-        try:
-            stat = await self._call("exists", known[0])
-            if stat is None or stat.czxid != token:
-                return False
-            await self._call("delete", known[0], stat.version)
+        try:  # sequential paths are never reused: if it exists, it is our node
+            await self._call("delete", known[0])
         except NoNodeError:
+            self._shared_nodes.pop((name, owner), None)
             return False
+        self._shared_nodes.pop((name, owner), None)
         return True
 
     async def extend_shared(

@@ -245,10 +245,12 @@ class EtcdBackend:
         return await self._release(ROOT, name, owner, token)
 
     async def _release(self, root: str, name: str, owner: str, token: int) -> bool:
-        entry = self._entries.pop((root, name, owner), None)
+        entry = self._entries.get((root, name, owner))
         if entry is None or entry.revision != token:
             return False
-        return await self._delete_if(entry.key, token)
+        deleted = await self._delete_if(entry.key, token)  # on error, keep the entry for a retry
+        self._entries.pop((root, name, owner), None)
+        return deleted
 
     async def _delete_if(self, key: str, revision: int) -> bool:
         data = await self._post(

@@ -57,11 +57,17 @@ end
 if ARGV[3] == '1' then
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
+  local ttl = tonumber(ARGV[2])
+  local mine = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '-1')
+  if mine < 0 then
     redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), ARGV[1])
   end
-  redis.call('HSET', KEYS[4], ARGV[1], now + tonumber(ARGV[2]))
-  for _, k in ipairs({KEYS[3], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', k, 4 * ARGV[2]) end
+  -- Refresh our place only when half of it is used up: most busy retries then write nothing,
+  -- and with appendfsync always a write costs an fsync.
+  if mine < now + ttl / 2 then
+    redis.call('HSET', KEYS[4], ARGV[1], now + ttl)
+    for _, k in ipairs({KEYS[3], KEYS[4], KEYS[5]}) do redis.call('PEXPIRE', k, 4 * ttl) end
+  end
   local head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
   while head and tonumber(redis.call('HGET', KEYS[4], head) or '0') <= now do
     redis.call('ZREM', KEYS[3], head)
@@ -83,7 +89,17 @@ return {1, token}
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], 'released')
+  -- Wake only the first live waiter of the fair queue (no herd); everyone if there is none.
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local next = '*'
+  for _, owner in ipairs(redis.call('ZRANGE', KEYS[2], 0, 15)) do
+    if tonumber(redis.call('HGET', KEYS[3], owner) or '0') > now then
+      next = owner
+      break
+    end
+  end
+  redis.call('PUBLISH', ARGV[2], next)
   return 1
 end
 return 0
@@ -113,6 +129,11 @@ def _keys(name: str) -> list[str]:
         f"gyro:lockqx:{tag}",
         f"gyro:lockt:{tag}",
     ]
+
+
+def _release_keys(name: str) -> list[str]:
+    keys = _keys(name)
+    return [keys[0], keys[2], keys[3]]
 
 
 def _channel(name: str) -> str:
@@ -177,7 +198,7 @@ local alive = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0') > now
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('PUBLISH', ARGV[3], 'released')
+redis.call('PUBLISH', ARGV[3], '*')
 if alive then return 1 end
 return 0
 """
@@ -241,7 +262,7 @@ class _RedisShared:
             raise LockBackendError(f"redis {self._where()}: {exc}") from exc
 
     async def wait_shared(self: Any, name: str, owner: str, max_wait: float) -> None:
-        await self._wait_channel(_shared_channel(name), max_wait)
+        await self._wait_channel(_shared_channel(name), owner, max_wait)
 
     async def holders_shared(self: Any, name: str) -> list[LockInfo]:
         keys = _shared_keys(name)
@@ -301,7 +322,10 @@ class RedisBackend(_RedisShared):
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscribed: set[str] = set()
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, dict[asyncio.Event, str]] = {}
+        # A wake-up addressed to an owner that was between two attempts (not waiting yet) is kept
+        # here, so its next wait() returns at once instead of sleeping through its turn.
+        self._pending: set[tuple[str, str]] = set()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -356,7 +380,7 @@ class RedisBackend(_RedisShared):
 
     async def release(self, name: str, owner: str, token: int) -> bool:
         done = await self._call(
-            self._release, _keys(name)[:1], [f"{token}:{owner}", _channel(name)]
+            self._release, _release_keys(name), [f"{token}:{owner}", _channel(name)]
         )
         return bool(done)
 
@@ -368,20 +392,23 @@ class RedisBackend(_RedisShared):
         await self._call(self._abandon, _keys(name)[2:4], [owner])
 
     async def wait(self, name: str, owner: str, max_wait: float) -> None:
-        await self._wait_channel(_channel(name), max_wait)
+        await self._wait_channel(_channel(name), owner, max_wait)
 
-    async def _wait_channel(self, channel: str, max_wait: float) -> None:
+    async def _wait_channel(self, channel: str, owner: str, max_wait: float) -> None:
+        if (channel, owner) in self._pending:
+            self._pending.discard((channel, owner))
+            return
         if channel not in self._subscribed:
             await self._subscribe(channel)
             return  # the caller re-checks now that no release can slip past unnoticed
         event = asyncio.Event()
-        self._waiters.setdefault(channel, set()).add(event)
+        self._waiters.setdefault(channel, {})[event] = owner
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max_wait):
                     await event.wait()
         finally:
-            self._waiters[channel].discard(event)
+            self._waiters[channel].pop(event, None)
 
     async def _subscribe(self, channel: str) -> None:
         try:
@@ -399,8 +426,7 @@ class RedisBackend(_RedisShared):
         try:
             async for message in pubsub.listen():
                 if message.get("type") == "message":
-                    for event in self._waiters.get(message["channel"], ()):
-                        event.set()
+                    self._wake(message["channel"], message["data"])
         except (RedisError, OSError) as exc:
             log.debug("redis %s: notification channel closed (%s)", self._where(), exc)
         finally:
@@ -412,6 +438,16 @@ class RedisBackend(_RedisShared):
             for events in self._waiters.values():
                 for event in events:
                     event.set()  # waiters re-check and re-subscribe
+
+    def _wake(self, channel: str, wake: str) -> None:
+        """``wake`` is an owner (the fair queue's next in line) or ``*`` for every waiter."""
+        woken = False
+        for event, owner in self._waiters.get(channel, {}).items():
+            if wake in ("*", owner):
+                event.set()
+                woken = True
+        if not woken and wake != "*" and len(self._pending) < 10_000:
+            self._pending.add((channel, wake))
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -452,7 +488,7 @@ class RedisBackend(_RedisShared):
         info = await self.inspect(name)
         if info is not None:
             await self._call(
-                self._release, _keys(name)[:1], [f"{info.token}:{info.owner}", _channel(name)]
+                self._release, _release_keys(name), [f"{info.token}:{info.owner}", _channel(name)]
             )
             log.warning(
                 "lock %s broken by administrator (owner %s, token %d)", name, info.owner, info.token

@@ -92,6 +92,8 @@ class ZooKeeperBackend(ZooKeeperShared):
         self._client: KazooClient | None = None
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._shared_nodes: dict[tuple[str, str], tuple[str, int]] = {}
+        self._create_failed: set[tuple[str, str]] = set()
+        self._closing = False
         self._starting: asyncio.Lock | None = None
 
     @classmethod
@@ -129,6 +131,8 @@ class ZooKeeperBackend(ZooKeeperShared):
 
     def _on_state(self, state: str) -> None:
         # Runs on kazoo's thread: only flag things, never block here.
+        if self._closing:
+            return
         if state == KazooState.LOST:
             log.warning(
                 "zookeeper %s: session expired; every lock of this session is lost", self.hosts
@@ -145,6 +149,10 @@ class ZooKeeperBackend(ZooKeeperShared):
         assert self._client is not None
         negotiated = getattr(self._client, "_session_timeout", None)
         return float(negotiated) / 1000 if negotiated else float(self._client._timeout)
+
+    def _submit(self, method: str, *args: Any) -> asyncio.Future[Any]:
+        """Send a request now (in session order) and return a future for its reply."""
+        return asyncio.ensure_future(self._call(method, *args))
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         client = await self._zk()
@@ -173,9 +181,10 @@ class ZooKeeperBackend(ZooKeeperShared):
 
     async def try_acquire(self, name: str, owner: str, ttl: float, *, fair: bool) -> Grant | Busy:
         await self._zk(ttl)
-        node = await self._my_node(name, owner)
-        children = await self._children(name)
+        node, children = await self._my_node(name, owner)
         mine = node.path.rsplit("/", 1)[1]
+        if mine not in children:
+            children = await self._children(name)  # the parent was new: kazoo made it first
         if mine not in children:  # our session expired between the two calls
             self._nodes.pop((name, owner), None)
             raise LockBackendError(
@@ -188,31 +197,42 @@ class ZooKeeperBackend(ZooKeeperShared):
         holder = await self._owner_of(f"{ROOT}/{name}/{children[0]}")
         return Busy(holder=holder, retry_after=None)
 
-    async def _my_node(self, name: str, owner: str) -> _Node:
+    async def _my_node(self, name: str, owner: str) -> tuple[_Node, list[str]]:
+        """Our queue node and the queue, in one round trip when we create it.
+
+        ZooKeeper runs one session's requests in order, so a ``get_children`` sent right behind
+        our ``create`` already sees our node: the two are pipelined, not awaited one by one.
+        """
         node = self._nodes.get((name, owner))
         if node is not None:
-            return node
+            return node, await self._children(name)
         guid = hashlib.sha256(owner.encode()).hexdigest()[:20]
-        for child in await self._children(name):  # a node from a retried create, if any
-            if child.startswith(guid):
-                stat = await self._call("exists", f"{ROOT}/{name}/{child}")
-                if stat is not None:
-                    node = _Node(path=f"{ROOT}/{name}/{child}", czxid=stat.czxid)
-                    break
-        if node is None:
-            path, stat = await self._call(
-                "create",
-                f"{ROOT}/{name}/{guid}-lock-",
-                owner.encode(),
-                None,
-                True,
-                True,
-                True,
-                True,
-            )
-            node = _Node(path=path, czxid=stat.czxid)
+        if (name, owner) in self._create_failed:  # a node from a retried create, if any
+            for child in await self._children(name):
+                if child.startswith(guid):
+                    stat = await self._call("exists", f"{ROOT}/{name}/{child}")
+                    if stat is not None:
+                        node = _Node(path=f"{ROOT}/{name}/{child}", czxid=stat.czxid)
+                        self._nodes[(name, owner)] = node
+                        self._create_failed.discard((name, owner))
+                        return node, await self._children(name)
+        path = f"{ROOT}/{name}/{guid}-lock-"
+        create = self._submit("create", path, owner.encode(), None, True, True, True, True)
+        listing = self._submit("get_children", f"{ROOT}/{name}")
+        try:
+            created_path, stat = await create
+        except LockBackendError:
+            self._create_failed.add((name, owner))
+            listing.cancel()
+            raise
+        self._create_failed.discard((name, owner))
+        node = _Node(path=created_path, czxid=stat.czxid)
         self._nodes[(name, owner)] = node
-        return node
+        try:
+            children = await listing
+        except (NoNodeError, LockBackendError):
+            children = []
+        return node, sorted((c for c in children if "-lock-" in c), key=_seq)
 
     async def _owner_of(self, path: str) -> str | None:
         try:
@@ -222,16 +242,17 @@ class ZooKeeperBackend(ZooKeeperShared):
         return bytes(data).decode()
 
     async def release(self, name: str, owner: str, token: int) -> bool:
-        node = self._nodes.pop((name, owner), None)
+        node = self._nodes.get((name, owner))
         if node is None or node.czxid != token:
             return False
-        stat = await self._call("exists", node.path)
-        if stat is None or stat.czxid != token:
-            return False
+        # Sequential paths are never reused, so if this path exists it is still our node.
+        # On a connection error the node is kept, so a retry can still delete it.
         try:
-            await self._call("delete", node.path, stat.version)
+            await self._call("delete", node.path)
         except NoNodeError:
+            self._nodes.pop((name, owner), None)
             return False
+        self._nodes.pop((name, owner), None)
         return True
 
     async def extend(self, name: str, owner: str, token: int, ttl: float) -> float | None:
@@ -331,6 +352,7 @@ class ZooKeeperBackend(ZooKeeperShared):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        self._closing = True
         self._nodes = {}
         if client is not None:
             await asyncio.to_thread(client.stop)
