@@ -12,8 +12,9 @@ The benchmark starts its own servers on free loopback ports with data in a temp 
    from ``getrusage`` of this process.
 2. Contended, Redis: 8 processes loop acquire / release for a fixed time. A *handoff* is a grant
    to a different process than the previous grant (a holder re-taking the lock it just released
-   is not one); we report handoffs/s, acquisitions/s and each acquisition's wait. Ours uses ``fair=True`` (FIFO); redis-py's
-   ``Lock`` runs with its defaults (polling every 0.1 s), as users get it.
+   is not one); we report handoffs/s, acquisitions/s and each acquisition's wait. Ours uses
+   ``fair=True`` (FIFO); redis-py's ``Lock`` runs with its defaults (polling every 0.1 s), as
+   users get it.
 
     python bench/locks.py [--rounds 5] [--ops 200] [--seconds 3] [--skip etcd,zookeeper]
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -322,7 +324,7 @@ def contended_round(
     runs = [json.loads(out.read_text()) for out in outs]
     waits = [w for run in runs for w in run["waits"]]
     grants = sorted((g, i) for i, run in enumerate(runs) for g in run["grants"])
-    handoffs = sum(1 for (_, a), (_, b) in zip(grants, grants[1:]) if a != b)
+    handoffs = sum(1 for (_, a), (_, b) in itertools.pairwise(grants) if a != b)
     return handoffs / seconds, len(waits) / seconds, waits
 
 
