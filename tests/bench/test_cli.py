@@ -129,3 +129,79 @@ def test_ctrl_c_stops_cleanly_and_writes_the_partial_report(
     result = Result.load(out)
     assert result.interrupted
     assert result.data.counters["requests"] > 0
+
+
+def test_llm_command_with_slo_and_threshold(
+    gyro_cmd: list[str], clean_env: dict[str, str], demo_server, tmp_path: Path
+) -> None:
+    url = demo_server(4, 2.0)
+    out = tmp_path / "llm.json"
+    proc = bench(
+        gyro_cmd,
+        clean_env,
+        "llm",
+        url,
+        "-c",
+        "2",
+        "-n",
+        "10",
+        "--output-tokens",
+        "4",
+        "--slo",
+        "ttft<5s",
+        "--threshold",
+        "goodput_ratio>=0.9",
+        "--json",
+        "--out",
+        str(out),
+        "--api-key",
+        "sk-secret-key",
+    )
+    assert proc.returncode == 0, proc.stderr
+    llm = json.loads(proc.stdout)["summary"]["llm"]
+    assert llm["output_tokens"] == 40 and llm["goodput_ratio"] == 1.0
+    assert "sk-secret-key" not in out.read_text()
+    failing = bench(
+        gyro_cmd,
+        clean_env,
+        "llm",
+        url,
+        "-c",
+        "1",
+        "-n",
+        "3",
+        "--output-tokens",
+        "2",
+        "--threshold",
+        "ttft_p99<0.001ms",
+    )
+    assert failing.returncode == 1 and "ttft_p99<0.001ms" in failing.stderr
+
+
+def test_stress_command_writes_the_capacity_file(
+    gyro_cmd: list[str], clean_env: dict[str, str], nginx_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "capacity.json"
+    proc = bench(
+        gyro_cmd,
+        clean_env,
+        "stress",
+        nginx_url + "/",
+        "--start",
+        "50",
+        "--step",
+        "50",
+        "--max",
+        "100",
+        "--step-duration",
+        "1s",
+        "--json",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 0, proc.stderr
+    brief = json.loads(proc.stdout)
+    assert brief["max_sustainable"]["level"] == 100
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "gyroscope.bench.stress/1"
+    assert [s["level"] for s in doc["steps"]] == [50, 100]
