@@ -100,6 +100,8 @@ class StoreMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         try:
             assert verify_store(self.store).ok
+            deep = verify_store(self.store, deep=True)
+            assert deep.ok and deep.records == len(self.model)
         finally:
             _select._SCAN_ALL_BELOW = self._threshold
             self.store.close()
