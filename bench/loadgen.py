@@ -155,7 +155,8 @@ def ours_round(
     return s["rps"], run_cpu / s["requests"], cpu_total / s["requests"]
 
 
-def locust_round(url: str, seconds: int, tmp: Path) -> float:
+def locust_round(url: str, seconds: int, tmp: Path) -> tuple[float, float]:
+    """Locust's requests/s and its whole-process CPU seconds per request (start-up included)."""
     locustfile = tmp / "locustfile.py"
     locustfile.write_text(LOCUSTFILE)
     prefix = tmp / "locust"
@@ -178,13 +179,14 @@ def locust_round(url: str, seconds: int, tmp: Path) -> float:
         "--loglevel",
         "ERROR",
     ]
-    run_child(pinned(argv, GEN_CPU), seconds + 60)
+    _, cpu = run_child(pinned(argv, GEN_CPU), seconds + 60)
     stats = (tmp / "locust_stats.csv").read_text().splitlines()
     header = stats[0].split(",")
     for line in stats[1:]:
         cols = line.split(",")
         if cols[header.index("Name")] == "Aggregated":
-            return float(cols[header.index("Requests/s")])
+            count = int(cols[header.index("Request Count")])
+            return float(cols[header.index("Requests/s")]), cpu / max(count, 1)
     raise RuntimeError("no Aggregated row in locust's stats")
 
 
@@ -219,16 +221,21 @@ def bench_locust(url: str, rounds: int, seconds: int, tmp: Path) -> float:
     if LOCUST is None:
         print("  locust is not installed (pip install -e '.[bench]'); skipped")
         return float("nan")
-    ratios = []
+    ratios, cpu_ratios = [], []
     for i in range(rounds):
-        l_rps = locust_round(url, seconds, tmp)
-        o_rps, _, _ = ours_round(url, seconds)
+        l_rps, l_cpu = locust_round(url, seconds, tmp)
+        o_rps, _, o_cpu = ours_round(url, seconds)
         ratios.append(o_rps / l_rps)
+        cpu_ratios.append(l_cpu / o_cpu)
         print(
-            f"  round {i + 1}: locust {l_rps:8.0f} req/s | ours {o_rps:8.0f} req/s | {load()}",
+            f"  round {i + 1}: locust {l_rps:8.0f} req/s {l_cpu * 1e6:6.1f} us/req | ours "
+            f"{o_rps:8.0f} req/s {o_cpu * 1e6:6.1f} us/req (whole processes) | {load()}",
             flush=True,
         )
     print("  " + summary("req/s ours/locust", ratios))
+    print(
+        "  " + summary("CPU/request locust/ours (whole processes, start-up included)", cpu_ratios)
+    )
     return statistics.median(ratios)
 
 
