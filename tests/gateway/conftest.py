@@ -88,6 +88,13 @@ async def _echo(request: Request) -> Response | StreamResponse:
         return Response.json({"n": time.monotonic_ns()}, headers=[("cache-control", "max-age=60")])
     if request.path == "/big":
         return Response.text("gyroscope " * 2000, content_type="application/json")
+    if request.path == "/huge":
+
+        async def blocks() -> AsyncIterator[bytes]:
+            for _ in range(64):
+                yield b"z" * (1 << 20)
+
+        return StreamResponse(blocks(), headers=[("content-type", "application/octet-stream")])
     if request.path == "/stream":
 
         async def chunks() -> AsyncIterator[bytes]:

@@ -403,3 +403,39 @@ async def test_upstream_garbage_mid_body_aborts_the_client(raw_upstream, gateway
             truncated = True
     assert truncated, "a broken upstream body must not reach the client as a complete response"
     await wait_until(lambda: gw.in_flight == 0, 5, "the exchange to end")
+
+
+async def test_a_slow_client_pauses_the_replica_instead_of_filling_memory(echo, gateway):
+    import socket
+
+    gw = await gateway([echo])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", gw.port))
+    await loop.sock_sendall(sock, b"GET /huge HTTP/1.1\r\nhost: x\r\n\r\n")
+    received = len(await loop.sock_recv(sock, 65536))
+    (client,) = gw.clients
+    await wait_until(
+        lambda: client.current is not None and client.current.upconn is not None,
+        5,
+        "the response to start",
+    )
+    upstream = client.current.upconn
+    await wait_until(
+        lambda: not upstream.transport.is_reading(),
+        10,
+        "the gateway to stop reading from the replica",
+    )
+    # 64 MB are on offer; the gateway holds no more than its transport's high-water mark or so
+    assert client.transport.get_write_buffer_size() < 4 * (1 << 20)
+    # reading on resumes the flow and the whole body arrives
+    deadline = loop.time() + 60
+    while received < 64 * (1 << 20) and loop.time() < deadline:
+        chunk = await loop.sock_recv(sock, 1 << 20)
+        if not chunk:
+            break
+        received += len(chunk)
+    sock.close()
+    assert received >= 64 * (1 << 20)
