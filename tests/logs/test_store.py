@@ -187,3 +187,17 @@ def test_queries_while_appending_never_see_damage_or_errors(store: LogStore) -> 
     assert errors == []
     assert store.damage == []
     assert len(everything(store)) == 1050
+
+
+def test_get_of_a_damaged_record_names_file_and_offset(store: LogStore) -> None:
+    from gyroscope.logs import CorruptRecordError
+
+    store.append(entries(3))
+    seg = store.segments[-1]
+    with open(seg.path, "r+b") as fh:
+        fh.seek(seg.offsets[1] + 25)
+        fh.write(b"\x00\x00")
+    with pytest.raises(CorruptRecordError) as info:
+        store.get(1)
+    assert info.value.offset == seg.offsets[1] and info.value.path == str(seg.path)
+    assert "CRC32C mismatch" in str(info.value)

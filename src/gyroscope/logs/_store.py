@@ -27,7 +27,7 @@ from pathlib import Path
 from blake3 import blake3
 
 from gyroscope.logs._checkpoint import Checkpoint, CheckpointLog
-from gyroscope.logs._errors import LogStoreError, StoreLockedError
+from gyroscope.logs._errors import CorruptRecordError, LogStoreError, StoreLockedError
 from gyroscope.logs._record import MAX_LINE_BYTES, FrameError, Record, decode, encode_batch
 from gyroscope.logs._segment import Damage, Segment, scan_frames
 from gyroscope.logs._tree import MerkleLog
@@ -362,7 +362,7 @@ class LogStore:
             try:
                 return decode(view, seg.offsets[idx]).record
             except FrameError as exc:
-                raise LogStoreError(f"{seg.path}: offset {exc.offset}: {exc.reason}") from exc
+                raise CorruptRecordError(exc.reason, path=str(seg.path), offset=exc.offset) from exc
 
     def select(
         self,
