@@ -68,6 +68,9 @@ class HealthChecker:
     async def _run(self) -> None:
         while True:
             eps = list(self.gateway.endpoints)
+            names = {ep.name for ep in eps}
+            for gone in [n for n in self._states if n not in names]:
+                del self._states[gone]  # a replica added again under this name starts afresh
             await asyncio.gather(*(self._check(ep) for ep in eps))
             await asyncio.sleep(self.config.interval)
 
