@@ -124,27 +124,62 @@ class _Session:
         return ids
 
 
+StatMany = Callable[[list[str]], list[os.stat_result | None]]
+
+
+def _lstat_or_none(paths: list[str]) -> list[os.stat_result | None]:
+    out: list[os.stat_result | None] = []
+    for path in paths:
+        try:
+            out.append(os.lstat(path))
+        except FileNotFoundError:
+            out.append(None)  # vanished between listing and lstat: not part of this snapshot
+    return out
+
+
+def _stat_many(pool: ThreadPoolExecutor) -> StatMany:
+    """lstat a directory's entries, half of a large directory on a helper thread (lstat releases
+    the GIL, so an incremental backup's walk of many small files runs on two cores)."""
+
+    def stat_many(paths: list[str]) -> list[os.stat_result | None]:
+        if len(paths) < 64:
+            return _lstat_or_none(paths)
+        half = len(paths) // 2
+        first = pool.submit(_lstat_or_none, paths[:half])
+        rest = _lstat_or_none(paths[half:])
+        return first.result() + rest
+
+    return stat_many
+
+
 def _walk(
-    root: str, arcroot: str, warn: Callable[[str], None]
+    root: str, arcroot: str, warn: Callable[[str], None], stat_many: StatMany = _lstat_or_none
 ) -> Iterator[tuple[str, str, os.stat_result]]:
     """(real path, archive path, lstat) in a stable order, parents first."""
     st = os.lstat(root)
     yield root, arcroot, st
-    if not stat.S_ISDIR(st.st_mode):
-        return
+    if stat.S_ISDIR(st.st_mode):
+        yield from _walk_dir(root, arcroot, warn, stat_many)
+
+
+def _walk_dir(
+    directory: str, arcdir: str, warn: Callable[[str], None], stat_many: StatMany
+) -> Iterator[tuple[str, str, os.stat_result]]:
     try:
-        names = sorted(os.listdir(root))
+        names = sorted(os.listdir(directory))
     except FileNotFoundError:
         return
     except PermissionError:
-        warn(f"{arcroot}: permission denied (its contents are not in this snapshot)")
+        warn(f"{arcdir}: permission denied (its contents are not in this snapshot)")
         return
-    for name in names:
-        real = os.path.join(root, name)
-        try:
-            yield from _walk(real, f"{arcroot}/{name}", warn)
-        except FileNotFoundError:
-            continue  # vanished between listing and lstat: not part of this snapshot
+    paths = [os.path.join(directory, name) for name in names]
+    for name, path, st in zip(names, paths, stat_many(paths), strict=True):
+        if st is None:
+            continue
+        arc = f"{arcdir}/{name}"
+        yield path, arc, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk_dir(path, arc, warn, stat_many)
 
 
 def _unchanged(entry: Entry, old: Entry, repo: Repository) -> bool:
@@ -321,11 +356,15 @@ def _collect(
 ) -> list[Entry]:
     last_report = 0.0
     sources = [(p, arc_path(p)) for p in paths] + [(real, arc) for arc, real in extra]
-    with ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool:
+    with (
+        ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="backup-stat") as stat_pool,
+    ):
         collector = _Collector(session, old, pool, threads)
+        stat_many = _stat_many(stat_pool)
         for root, arcroot in sources:
             try:
-                for real, arc, st in _walk(root, arcroot, session.stats.warnings.append):
+                for real, arc, st in _walk(root, arcroot, session.stats.warnings.append, stat_many):
                     collector.visit(real, arc, st)
                     if progress and time.monotonic() - last_report > 0.25:
                         last_report = time.monotonic()

@@ -1,12 +1,13 @@
 """Restoring: a whole snapshot, a subtree or one file, to any directory, or ``dump`` to a stream.
 
 Every chunk is decrypted, authenticated and its keyed hash re-checked as it is read. Files are
-restored by a pool of threads (many small files restore in parallel), each written to a temporary
-name beside its target and renamed into place, so restoring in place never leaves a half-written
-file under the real name. A file whose existing content already matches the snapshot (same chunk
-IDs) is not rewritten. Directory metadata is applied last, deepest first, so writing children does
-not disturb the parents' times. A failing file (corrupt or missing chunk) is reported and skipped;
-the others are still restored.
+restored by a pool of threads (many small files restore in parallel). Restoring over existing
+files, each is written to a temporary name beside its target and renamed into place, so an
+interrupted in-place restore never leaves a half-written file under the real name; into an empty
+target, files are written directly. A file whose existing content already matches the snapshot
+(same chunk IDs) is not rewritten. Directory metadata is applied last, deepest first, so writing
+children does not disturb the parents' times. A failing file (corrupt or missing chunk) is reported
+and skipped; the others are still restored.
 """
 
 from __future__ import annotations
@@ -68,9 +69,18 @@ def _apply_meta(path: Path, entry: Entry, *, symlink: bool = False) -> None:
     os.utime(path, ns=(entry["at"], entry["mt"]), follow_symlinks=not symlink)
 
 
-def _write_file(repo: Repository, entry: Entry, dest: Path, verify: bool, chunker: Chunker) -> int:
+def _write_file(
+    repo: Repository,
+    entry: Entry,
+    dest: Path,
+    verify: bool,
+    chunker: Chunker,
+    *,
+    direct: bool = False,
+) -> int:
+    """Write one file; via a temporary name unless ``direct`` (a fresh target nobody else uses)."""
     sparse = bool(entry.get("sp"))
-    tmp = dest.with_name(f".{dest.name}.gyro-restore")
+    tmp = dest if direct else dest.with_name(f".{dest.name}.gyro-restore")
     written = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -91,7 +101,8 @@ def _write_file(repo: Repository, entry: Entry, dest: Path, verify: bool, chunke
             os.close(fd)
         if verify and file_chunk_ids(repo, chunker, tmp) != list(entry.get("c", ())):
             raise BackupError(f"{dest}: restored content does not match the snapshot")
-        os.replace(tmp, dest)
+        if not direct:
+            os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -151,7 +162,7 @@ def restore(
                 with lock:
                     stats.files_skipped += 1
                 return
-            size = _write_file(repo, entry, dest, verify, chunker)
+            size = _write_file(repo, entry, dest, verify, chunker, direct=fresh)
             with lock:
                 stats.files += 1
                 stats.bytes += size

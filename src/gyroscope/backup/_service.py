@@ -11,14 +11,16 @@ lock left by a crash can never stop a scheduled backup.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cronsim import CronSim
 from prometheus_client import Counter, Gauge
@@ -52,6 +54,26 @@ def is_overdue(last_success: float | None, since: float, now: float, overdue_aft
     False
     """
     return now - (last_success if last_success is not None else since) > overdue_after
+
+
+T = TypeVar("T")
+
+
+async def _in_thread(func: Callable[..., T], *args: Any) -> T:
+    """Run ``func`` in a daemon thread: unlike the loop's default executor, a backup still running
+    at shutdown does not hold the daemon up (stopping mid-backup is safe: nothing is committed)."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return  # the awaiting task was cancelled before the thread started
+        try:
+            future.set_result(func(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="backup-job", daemon=True).start()
+    return await asyncio.wrap_future(future)
 
 
 @dataclass(slots=True)
@@ -179,7 +201,7 @@ class BackupScheduler(Service):
         state = self.states[job.name]
         started = time.monotonic()
         try:
-            result = await asyncio.to_thread(run_job, self.config, job)
+            result = await _in_thread(run_job, self.config, job)
         except Exception as exc:  # a failed run is recorded and retried at the next fire time
             state.last_error = str(exc)
             self.metrics.runs.labels(job.name, "error").inc()
@@ -201,7 +223,7 @@ class BackupScheduler(Service):
     async def _drill(self, job: JobConfig) -> None:
         state = self.states[job.name]
         try:
-            result = await asyncio.to_thread(run_drill, self.config, job)
+            result = await _in_thread(run_drill, self.config, job)
         except SnapshotNotFound:
             log.info("restore drill %s: no snapshot yet", job.name)
             return
