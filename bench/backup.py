@@ -302,6 +302,7 @@ def main() -> None:
                 res = tool.restore(target)
                 record(tool, "restore", res.wall)
                 record(tool, "restore_rss_mb", res.rss_mb)
+                record(tool, "restore_cpu_per_mb", res.cpu / (size / 1e6) * 1000)
                 ok = same_tree(data, tool.restored_root(target))
                 identical &= ok
                 shutil.rmtree(target, ignore_errors=True)
@@ -341,6 +342,9 @@ def main() -> None:
     repo_ratio = [a / b for a, b in zip(g["repo_mb"], s["repo_mb"], strict=True)]
     print(
         f"CPU ms per MB, full backup: gyro {fmt(g['full_cpu_per_mb'])}, restic {fmt(s['full_cpu_per_mb'])}"
+    )
+    print(
+        f"CPU ms per MB, restore: gyro {fmt(g['restore_cpu_per_mb'])}, restic {fmt(s['restore_cpu_per_mb'])}"
     )
     print(
         f"peak memory MB: backup gyro {fmt(g['rss_mb'])}, restic {fmt(s['rss_mb'])}; "

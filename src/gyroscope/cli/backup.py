@@ -312,7 +312,12 @@ def _when(value: str | None) -> datetime | None:
 @click.option(
     "--verify", is_flag=True, help="Re-read every restored file and compare it with the snapshot."
 )
-@click.option("--threads", default=8, show_default=True, help="Restore threads.")
+@click.option(
+    "--threads",
+    default=min(8, 2 * (os.cpu_count() or 2)),
+    show_default=True,
+    help="Restore threads.",
+)
 @json_option
 def restore(
     repo: str,
