@@ -171,3 +171,52 @@ def test_gyro_backup_run_from_yaml(tmp_path: Path) -> None:
     assert "job files: snapshot" in result.stdout and "drill: ok" in result.stdout
     bad = CliRunner().invoke(backup, ["run", "nope", "-c", str(yaml_file)], env={"PW": PW})
     assert bad.exit_code == 2 and "no job 'nope'" in bad.stderr
+
+
+def test_gyro_backup_serve_exposes_metrics_and_health(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from gyroscope.testing import free_port, wait_for_port
+
+    src = make_tree(tmp_path / "src")
+    _config(tmp_path, src)
+    yaml_file = tmp_path / "gyroscope.yaml"
+    yaml_file.write_text(
+        "backup:\n"
+        f"  repositories: [{{name: local, location: {tmp_path / 'repo'}, password: '${{PW}}'}}]\n"
+        "  jobs:\n"
+        "    - {name: files, repository: local, schedule: '0 3 * * *',\n"
+        f"       sources: [{{type: files, paths: [{src}]}}]}}\n"
+    )
+    port = free_port()
+    code = "from gyroscope.cli.backup import backup; backup.main(prog_name='gyro backup')"
+    env = {**os.environ, "PW": PW, "GYRO_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "serve",
+            "-c",
+            str(yaml_file),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            body = resp.read().decode()
+        assert 'gyro_backup_overdue{job="files"} 0.0' in body and PW not in body
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+            assert resp.status == 200 and b'"status": "ok"' in resp.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
