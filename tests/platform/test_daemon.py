@@ -40,6 +40,12 @@ class Recorder(Service):
         status = "down" if self.behaviour == "down" else "ok"
         return Health(name=self.name, status=status)
 
+    async def reconfigure(self, config: Any) -> bool:
+        if self.behaviour != "inplace":
+            return False
+        events.append(f"reconfigure {self.name} slots={config.slots}")
+        return True
+
 
 def build(config: GyroConfig, data_dir: Path) -> list[ServiceSpec]:
     replicas = config.demo.replicas if config.demo else []
@@ -141,6 +147,27 @@ async def test_good_reload_applies_a_diff(tmp_path: Path) -> None:
         assert daemon.running["demo/b"][1] is not changed
         assert set(daemon.running) == {"demo/a", "demo/b", "demo/d"}
         assert sorted(events) == ["start demo/b", "start demo/d", "stop demo/b", "stop demo/c"]
+    finally:
+        await daemon.stop()
+
+
+async def test_a_service_that_can_reconfigure_in_place_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    data = config_dict("a", "b", behaviour={"a": "inplace"})
+    path.write_text(yaml_for(data))
+    daemon = Daemon(load_config(path), data_dir=tmp_path / "data", config_path=path, build=build)
+    await daemon.start()
+    try:
+        a, b = daemon.running["demo/a"][1], daemon.running["demo/b"][1]
+        for replica in data["demo"]["replicas"]:
+            replica["slots"] = 2
+        path.write_text(yaml_for(data))
+        events.clear()
+        assert await daemon.reload() is True
+        assert daemon.running["demo/a"][1] is a
+        assert daemon.running["demo/a"][0].config.slots == 2
+        assert daemon.running["demo/b"][1] is not b
+        assert sorted(events) == ["reconfigure demo/a slots=2", "start demo/b", "stop demo/b"]
     finally:
         await daemon.stop()
 

@@ -58,6 +58,14 @@ class Service(abc.ABC):
     def health(self) -> Health:
         """What the service would say about itself right now; never blocks."""
 
+    async def reconfigure(self, config: Any) -> bool:
+        """Apply a changed config in place, keeping listeners and in-flight work.
+
+        Return True when applied; False (the default) asks the daemon to replace the service with
+        a new one built from ``config``, as it must when, say, a listen address changed.
+        """
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:

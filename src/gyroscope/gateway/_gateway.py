@@ -381,6 +381,19 @@ class Gateway(Service):
             self.refresh()
         return finished
 
+    async def reconfigure(self, config: Any) -> bool:
+        """Under ``gyro up``: apply a changed section in place unless its listeners changed."""
+        if not isinstance(config, GatewayConfig):
+            return False
+        same_sockets = (config.listen, config.admin, config.workers) == (
+            self.config.listen,
+            self.config.admin,
+            self.config.workers,
+        )
+        if same_sockets:
+            await self.reload(config)
+        return same_sockets
+
     async def reload(self, config: GatewayConfig) -> None:
         """Apply a new config's replicas and routes without dropping in-flight requests."""
         if config.listen != self.config.listen:

@@ -5,8 +5,10 @@ SIGTERM/SIGINT to a graceful stop and SIGHUP to a reload around it.
 
 Reload is all-or-nothing at the config level: a new file that does not parse or validate is
 rejected, the error is logged, and the running services carry on untouched. A valid file is applied
-as a diff: unchanged services keep running, removed ones stop, changed ones are replaced, new ones
-start. The platform section itself (the API's address and token) needs a restart to change.
+as a diff: unchanged services keep running, removed ones stop, new ones start, and a changed one is
+first offered the new config (``Service.reconfigure``, e.g. the gateway swaps its replicas without
+closing its port) and replaced only when it cannot apply it in place. The platform section itself
+(the API's address and token) needs a restart to change.
 
 >>> from gyroscope.platform import parse_config
 >>> daemon = Daemon(parse_config({}), data_dir=Path("/tmp/gyro-doc"))   # await daemon.start() ...
@@ -170,9 +172,14 @@ class Daemon:
         grace = self.config.platform.shutdown_grace
         for name in reversed(list(self.running)):
             spec, service = self.running[name]
-            if name not in wanted or wanted[name].config != spec.config:
-                del self.running[name]
-                await self._stop_service(service, grace)
+            if name in wanted and wanted[name].config == spec.config:
+                continue
+            if name in wanted and await service.reconfigure(wanted[name].config):
+                self.running[name] = (wanted[name], service)
+                log.info("reconfigured %s in place", name)
+                continue
+            del self.running[name]
+            await self._stop_service(service, grace)
         for spec in specs:
             if spec.name in self.running:
                 continue
