@@ -129,3 +129,16 @@ def test_dedup_across_paths_and_snapshots(repo: Repository, tmp_path: Path) -> N
     assert first.bytes_stored > 2_000_000
     assert second.bytes_stored < 10_000
     assert second.dedup_ratio > 100
+
+
+def test_hard_link_restored_alone_gets_its_content(repo: Repository, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src")
+    snap = backup(repo, [str(src)]).snapshot
+    out = tmp_path / "out"
+    stats = restore(
+        repo, snap, out, include=[f"{src}/hard"]
+    )  # its first name, docs/a.txt, is not asked for
+    assert stats.errors == []
+    base = out / str(src).lstrip("/")
+    assert (base / "hard").read_bytes() == (src / "hard").read_bytes()
+    assert not (base / "docs" / "a.txt").exists()

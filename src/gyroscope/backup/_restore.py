@@ -140,7 +140,8 @@ def restore(
 ) -> RestoreStats:
     """Restore ``snapshot`` (or the ``include`` paths of it) under ``target``."""
     inc = [p.strip("/") for p in include]
-    entries = [e for e in snapshot.entries(repo) if _selected(e["p"], inc)]
+    everything = list(snapshot.entries(repo))
+    entries = [e for e in everything if _selected(e["p"], inc)]
     if inc and not any(e["p"] == p or e["p"].startswith(p + "/") for e in entries for p in inc):
         raise SnapshotNotFound(f"snapshot {snapshot.short_id} has no path {', '.join(include)}")
     stats = RestoreStats()
@@ -152,7 +153,7 @@ def restore(
     for entry in dirs:
         (target / entry["p"]).mkdir(parents=True, exist_ok=True)
         stats.dirs += 1
-    by_path = {e["p"]: e for e in entries}
+    by_path = {e["p"]: e for e in everything if e["t"] == "f"}  # hard-link targets
 
     def one(entry: Entry) -> None:
         dest = target / entry["p"]
@@ -212,17 +213,20 @@ def _restore_special(
             first = target / entry["l"]
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
-            if entry["l"] in by_path and first.exists():
+            if first.exists():
                 os.link(first, dest)
-            else:
-                return  # the first name of this hard link is outside the restored selection
-            stats.links += 1
+                stats.links += 1
+            elif entry["l"] in by_path:  # its first name is outside the selection: restore a copy
+                stats.bytes += _write_file(
+                    repo, {**by_path[entry["l"]], "p": entry["p"]}, dest, False, chunker
+                )
+                stats.files += 1
         elif entry["t"] == "o" and stat.S_ISFIFO(entry["m"]):
             with contextlib.suppress(FileNotFoundError):
                 dest.unlink()
             os.mkfifo(dest)
             _apply_meta(dest, entry)
-    except OSError as exc:
+    except (BackupError, OSError) as exc:
         stats.errors.append(f"{entry['p']}: {exc}")
 
 
