@@ -98,6 +98,7 @@ class Lock:
         self._granted_at = 0.0
         self._lost: LeaseLostError | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._cleanup: asyncio.Task[None] | None = None
 
     # -- state -------------------------------------------------------------------------------
@@ -183,8 +184,8 @@ class Lock:
                 result = await self._bounded(
                     backend.try_acquire(self.name, self.owner_id, self.ttl, fair=self.fair)
                 )
-            except LockBackendError:
-                wait = attempts.after_error()
+            except LockBackendError as exc:
+                wait = attempts.after_error() if exc.retryable else None
                 if wait is None:
                     raise
                 log.debug("lock %s: backend error while acquiring, retrying", self.name)
@@ -220,8 +221,9 @@ class Lock:
         self.lease_lost.clear()
         if self.metrics is not None:
             self.metrics.acquired(self.name, self._backend_name(), wait=waited)
-        keeper = self._renew_forever() if self.auto_renew else self._expire_at_end()
-        self._renewer = asyncio.create_task(keeper, name=f"lock-lease:{self.name}")
+        # A timer, not a task, until the first renewal is due: short holds never pay for a task.
+        first = self._lease.renew_delay() if self.auto_renew else self._lease.remaining()
+        self._timer = asyncio.get_running_loop().call_later(first, self._start_keeper)
         log.debug("lock %s acquired by %s, token %d", self.name, self.owner_id, grant.token)
 
     async def _abandon_quietly(self, backend: LockBackend) -> None:
@@ -234,6 +236,13 @@ class Lock:
             self.metrics.failed(self.name, self._backend_name(), outcome=outcome)
 
     # -- renew -------------------------------------------------------------------------------
+
+    def _start_keeper(self) -> None:
+        self._timer = None
+        if self._token is None:
+            return
+        keeper = self._renew_forever() if self.auto_renew else self._expire_at_end()
+        self._renewer = asyncio.create_task(keeper, name=f"lock-lease:{self.name}")
 
     async def _expire_at_end(self) -> None:
         """Without renewal the lease still ends on time, and the holder is told when it does."""
@@ -351,6 +360,9 @@ class Lock:
         self._token = None
         self._lease = None
         self._depth = 0
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         renewer, self._renewer = self._renewer, None
         if renewer is not None and renewer is not asyncio.current_task():
             renewer.cancel()
