@@ -18,8 +18,9 @@ ETCD_CLUSTER_BASE=${GYRO_TEST_ETCD_CLUSTER_BASE:-12381}  # 3 nodes: clients 1238
 ZK_PORT=${GYRO_TEST_ZK_PORT:-12181}
 SSHD_PORT=${GYRO_TEST_SSHD_PORT:-12222}                # SFTP backend tests (backup)
 NATS_BASE=${GYRO_TEST_NATS_BASE:-14222}                # JetStream, 3 nodes: clients 14222-14224, routes +2000
+MYSQL_PORT=${GYRO_TEST_MYSQL_PORT:-13306}              # MariaDB (monitor's MySQL check)
 
-PACKAGES=(nginx-light haproxy wrk openssl redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup nats-server)
+PACKAGES=(nginx-light haproxy wrk openssl redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup nats-server mariadb-server)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
@@ -161,6 +162,30 @@ stop_nats() {
   for n in 1 2 3; do stop_pidfile "$DIR/nats/n$n/nats.pid"; done
 }
 
+# MariaDB for the monitor's MySQL check: own datadir and socket under $DIR, loopback TCP only, a
+# password user `gyro` (root keeps socket-only access). As root the server runs as the mysql user.
+start_mysql() {
+  local d="$DIR/mysql" as=()
+  mkdir -p "$d"
+  if [ -f "$d/mysql.pid" ] && kill -0 "$(cat "$d/mysql.pid")" 2>/dev/null; then return 0; fi
+  [ "$(id -u)" -ne 0 ] || { chown -R mysql:mysql "$d"; as=(--user=mysql); }
+  if [ ! -d "$d/data/mysql" ]; then
+    mariadb-install-db --no-defaults "${as[@]}" --datadir="$d/data" --auth-root-authentication-method=normal \
+      --skip-test-db >"$d/install.log" 2>&1 || { log "mariadb-install-db failed, see $d/install.log"; return 1; }
+  fi
+  setsid mariadbd --no-defaults "${as[@]}" --datadir="$d/data" --socket="$d/mysql.sock" --pid-file="$d/mysql.pid" \
+    --port="$MYSQL_PORT" --bind-address=127.0.0.1 --skip-name-resolve --log-error="$d/mysql.log" \
+    --innodb-buffer-pool-size=16M --performance-schema=OFF </dev/null >/dev/null 2>&1 &
+  wait_port 127.0.0.1 "$MYSQL_PORT" 60
+  mariadb --no-defaults -S "$d/mysql.sock" -uroot -e \
+    "CREATE USER IF NOT EXISTS 'gyro'@'127.0.0.1' IDENTIFIED BY 'gyro-test'; GRANT PROCESS ON *.* TO 'gyro'@'127.0.0.1';"
+  log "mariadb on 127.0.0.1:$MYSQL_PORT"
+}
+
+stop_mysql() {
+  stop_pidfile "$DIR/mysql/mysql.pid"
+}
+
 start() {
   mkdir -p "$DIR"
   start_redis
@@ -168,6 +193,7 @@ start() {
   start_zookeeper
   start_sshd
   start_nats
+  start_mysql
   print_env > "$DIR/env"
 }
 
@@ -177,6 +203,7 @@ stop() {
   stop_pidfile "$DIR/zookeeper/zk.pid"
   stop_pidfile "$DIR/sshd/sshd.pid"
   stop_nats
+  stop_mysql
   rm -rf "$DIR"
   log "stopped"
 }
@@ -184,7 +211,7 @@ stop() {
 status() {
   for spec in "redis:127.0.0.1:$REDIS_PORT" "etcd:127.0.0.1:$ETCD_PORT" \
     "etcd-cluster:127.0.0.1:$ETCD_CLUSTER_BASE" "zookeeper:127.0.0.1:$ZK_PORT" "sshd:127.0.0.1:$SSHD_PORT" \
-    "nats:127.0.0.1:$NATS_BASE" "nats2:127.0.0.1:$((NATS_BASE + 1))" "nats3:127.0.0.1:$((NATS_BASE + 2))"; do
+    "nats:127.0.0.1:$NATS_BASE" "nats2:127.0.0.1:$((NATS_BASE + 1))" "nats3:127.0.0.1:$((NATS_BASE + 2))" "mysql:127.0.0.1:$MYSQL_PORT"; do
     IFS=: read -r name host port <<<"$spec"
     if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then echo "$name up $host:$port"; else echo "$name down $host:$port"; fi
   done
@@ -197,6 +224,7 @@ print_env() {
   echo "export GYRO_TEST_ETCD_CLUSTER=127.0.0.1:$ETCD_CLUSTER_BASE,127.0.0.1:$((ETCD_CLUSTER_BASE + 2)),127.0.0.1:$((ETCD_CLUSTER_BASE + 4))"
   echo "export GYRO_TEST_ZK_HOSTS=127.0.0.1:$ZK_PORT"
   echo "export GYRO_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0"
+  echo "export GYRO_TEST_MYSQL_URL=mysql://gyro:gyro-test@127.0.0.1:$MYSQL_PORT/"
   echo "export GYRO_TEST_SFTP_URL='sftp://$(id -un)@127.0.0.1:$SSHD_PORT$DIR/sshd/repos?key=$DIR/sshd/client_ed25519&known_hosts=$DIR/sshd/known_hosts'"
 }
 

@@ -16,10 +16,18 @@ from typing import Any
 import httpx
 import psutil
 
-from gyroscope.monitor._config import DatabaseCheck, HostConfig, ProbeConfig
+from gyroscope.monitor._config import HostConfig, ProbeConfig
+from gyroscope.monitor._dbchecks import check_database, database_samples
 from gyroscope.monitor._exposition import Labels
 
-__all__ = ["database_samples", "gpu_samples", "gpu_status", "host_samples", "probe"]
+__all__ = [
+    "check_database",
+    "database_samples",
+    "gpu_samples",
+    "gpu_status",
+    "host_samples",
+    "probe",
+]
 
 Samples = list[tuple[Labels, float]]
 
@@ -206,66 +214,3 @@ def gpu_samples(instance: str = "localhost") -> Samples:
         except Exception:  # noqa: S110 - ECC is not supported on every board
             pass
     return out
-
-
-async def database_samples(cfg: DatabaseCheck) -> Samples:
-    """``db_up``, ``db_query_seconds`` and a few key statistics; ``db_up 0`` when unreachable."""
-    base = {"job": cfg.name, "instance": cfg.address, "kind": cfg.kind}
-    started = time.perf_counter()
-    try:
-        stats = await asyncio.wait_for(_db_stats(cfg), cfg.timeout)
-        up = 1.0
-    except Exception:
-        stats, up = {}, 0.0
-    out: Samples = [(_labels("db_up", **base), up)]
-    if up:
-        out.append((_labels("db_query_seconds", **base), time.perf_counter() - started))
-    out += [(_labels(f"db_{key}", **base), value) for key, value in stats.items()]
-    return out
-
-
-async def _db_stats(cfg: DatabaseCheck) -> dict[str, float]:
-    if cfg.kind == "redis":
-        import redis.asyncio as aioredis
-
-        host, port = cfg.address.rsplit(":", 1)
-        password = cfg.dsn.get_secret_value() if cfg.dsn is not None else None
-        client = aioredis.Redis(host=host.strip("[]"), port=int(port), password=password)
-        try:
-            await client.ping()
-            info = await client.info()
-        finally:
-            await client.aclose()
-        keys = ("connected_clients", "used_memory", "keyspace_hits", "keyspace_misses")
-        return {f"redis_{k}": float(info[k]) for k in keys if k in info}
-    return await _postgres_stats(cfg)
-
-
-async def _postgres_stats(cfg: DatabaseCheck) -> dict[str, float]:
-    """PostgreSQL via asyncpg (the ``gyroscope[postgres]`` extra): connections, database size."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    if cfg.dsn is not None:
-        conn = await asyncpg.connect(cfg.dsn.get_secret_value(), timeout=cfg.timeout)
-    else:
-        host, _, port = cfg.address.rpartition(":")
-        conn = await asyncpg.connect(
-            host=host.strip("[]"),
-            port=int(port),
-            user="postgres",
-            database="postgres",
-            timeout=cfg.timeout,
-        )
-    try:
-        connections = await conn.fetchval("SELECT count(*) FROM pg_stat_activity")
-        size = await conn.fetchval("SELECT pg_database_size(current_database())")
-        rollbacks = await conn.fetchval(
-            "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()"
-        )
-    finally:
-        await conn.close()
-    return {
-        "postgres_connections": float(connections),
-        "postgres_database_size_bytes": float(size),
-        "postgres_rollbacks_total": float(rollbacks or 0),
-    }

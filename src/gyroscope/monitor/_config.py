@@ -122,10 +122,17 @@ class HostConfig(StrictModel):
 
 
 class DatabaseCheck(StrictModel):
-    """Connect to a database, time a trivial query and read key statistics."""
+    """Connect to a database, time a trivial query and read key statistics.
+
+    ``dsn`` is secret: for postgres a libpq URL, for mysql ``mysql://user:password@host:port/db``,
+    for redis the password. Without it: postgres as ``postgres``, mysql as ``root``, no password.
+
+    >>> DatabaseCheck(name="shop", kind="mysql", address="127.0.0.1:3306").kind
+    'mysql'
+    """
 
     name: str
-    kind: Literal["redis", "postgres"]
+    kind: Literal["redis", "postgres", "mysql"]
     address: str = "127.0.0.1:6379"
     dsn: SecretStr | None = None
     interval: Duration = 15.0

@@ -29,7 +29,7 @@ from gyroscope.core import (
     parse_host_port,
 )
 from gyroscope.monitor._api import MonitorApi
-from gyroscope.monitor._checks import database_samples, gpu_samples, gpu_status, host_samples, probe
+from gyroscope.monitor._checks import check_database, gpu_samples, gpu_status, host_samples, probe
 from gyroscope.monitor._chunks import STALE_NAN
 from gyroscope.monitor._config import MonitorConfig
 from gyroscope.monitor._dispatch import AmAlert, Dispatcher, Notification
@@ -174,9 +174,7 @@ class MonitorService(Service):
         for pc in cfg.probes:
             self._spawn(self._every(pc.interval, lambda pc=pc: self._run_probe(pc)))
         for dc in cfg.databases:
-            self._spawn(
-                self._every(dc.interval, lambda dc=dc: self._store_async(database_samples(dc)))
-            )
+            self._spawn(self._every(dc.interval, lambda dc=dc: self._run_database(dc)))
         if cfg.host.enabled:
             self._spawn(self._every(cfg.host.interval, self._collect_host))
         log.info("monitor listening on %s", self.url)
@@ -379,9 +377,6 @@ class MonitorService(Service):
         self._m_samples.inc(len(samples))
         self.db.commit()
 
-    async def _store_async(self, samples: Coroutine[Any, Any, list[tuple[Labels, float]]]) -> None:
-        self._store(await samples)
-
     async def _run_probe(self, cfg: Any) -> None:
         samples = await probe(cfg, self.client)
         self._store(samples)
@@ -392,6 +387,25 @@ class MonitorService(Service):
             "target": cfg.target,
             "success": bool(values.get("probe_success")),
             "duration": values.get("probe_duration_seconds"),
+            "at": time.time(),
+        }
+
+    async def _run_database(self, cfg: Any) -> None:
+        samples, reason = await check_database(cfg)
+        self._store(samples)
+        before = self._probes.get(f"db:{cfg.name}", {}).get("error")
+        if reason and reason != before:
+            log.warning("database check %s failed: %s", cfg.name, reason)
+        elif before and not reason:
+            log.info("database check %s is up again", cfg.name)
+        values = {dict(lb)["__name__"]: v for lb, v in samples}
+        self._probes[f"db:{cfg.name}"] = {
+            "name": cfg.name,
+            "kind": cfg.kind,
+            "target": cfg.address,
+            "success": not reason,
+            "duration": values.get("db_query_seconds"),
+            "error": reason or None,
             "at": time.time(),
         }
 
