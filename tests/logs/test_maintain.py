@@ -84,3 +84,74 @@ def test_apply_retention_drops_and_stubs_with_valid_proofs(tmp_path: Path) -> No
     assert reopened.next_seq == 96
     assert reopened.append(entries(1)).first == 96
     reopened.close()
+
+
+async def test_server_applies_configured_per_stream_retention(tmp_path: Path) -> None:
+    from gyroscope.logs import LogsConfig, LogServer, parse_query, run_log_query
+
+    cfg = LogsConfig.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "checkpoint_seconds": 0,
+            "scrub_seconds": 0,
+            "retention": {
+                "max_age": "30d",
+                "streams": [{"selector": '{level="debug"}', "max_age": "1h"}],
+            },
+        }
+    )
+    server = LogServer(cfg, tmp_path / "logs")
+    await server.start()
+    try:
+        await server.ingest(
+            entries(5, labels=DEBUG) + entries(5, labels=INFO)
+        )  # timestamps in 1970
+        server.store.rotate()
+        await server._retention()
+
+        def count(q: str) -> int:
+            res = run_log_query(server.store, parse_query(q), start_ns=0, end_ns=2**62, limit=100)
+            return len(res.lines)
+
+        assert count('{level="debug"}') == 0
+        assert count('{level="info"}') == 0  # 30 days is long past for 1970 as well
+    finally:
+        await server.stop(1.0)
+
+
+async def test_server_keeps_what_retention_does_not_cover(tmp_path: Path) -> None:
+    import time
+
+    from gyroscope.logs import Entry, LogsConfig, LogServer, parse_query, run_log_query
+
+    cfg = LogsConfig.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "checkpoint_seconds": 0,
+            "scrub_seconds": 0,
+            "retention": {
+                "max_age": "0",
+                "streams": [{"selector": '{level="debug"}', "max_age": "1h"}],
+            },
+        }
+    )
+    server = LogServer(cfg, tmp_path / "logs")
+    await server.start()
+    try:
+        await server.ingest(entries(5, labels=DEBUG) + entries(5, labels=INFO))  # from 1970
+        server.store.rotate()
+        await server.ingest([Entry(canonical(DEBUG), b"fresh debug", time.time_ns())])
+        server.store.rotate()
+        await server._retention()
+        res = run_log_query(
+            server.store,
+            parse_query('{service="api"}'),
+            start_ns=0,
+            end_ns=2**62,
+            limit=100,
+            backward=False,
+        )
+        kept = [(ln.labels["level"], ln.line.split(" x")[0]) for ln in res.lines]
+        assert kept == [("info", f"line {i}") for i in range(5)] + [("debug", "fresh debug")]
+    finally:
+        await server.stop(1.0)
