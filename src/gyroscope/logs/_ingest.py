@@ -75,6 +75,7 @@ def parse_json_lines(body: bytes, *, now_ns: int | None = None) -> list[Entry]:
     """One JSON object per line: ``{"labels": {...}, "line": "...", "ts": <ns|seconds|RFC 3339>}``."""
     now = now_ns if now_ns is not None else time.time_ns()
     entries = []
+    seen: dict[tuple[tuple[object, object], ...], str] = {}  # lines of a batch share few label sets
     for n, raw in enumerate(body.splitlines(), 1):
         if not raw.strip():
             continue
@@ -85,9 +86,19 @@ def parse_json_lines(body: bytes, *, now_ns: int | None = None) -> list[Entry]:
             raise BadInputError(f"invalid JSON: {exc}", where=where) from None
         if not isinstance(obj, dict) or "line" not in obj or "labels" not in obj:
             raise BadInputError('expected {"labels": {...}, "line": "...", "ts": ...}', where=where)
+        labels = obj["labels"]
+        try:
+            key = tuple(labels.items()) if isinstance(labels, dict) else None
+            text = seen.get(key) if key is not None else None
+        except TypeError:  # an unhashable value: let validation say what is wrong with it
+            key, text = None, None
+        if text is None:
+            text = _labels(labels, where)
+            if key is not None:
+                seen[key] = text
         entries.append(
             Entry(
-                _labels(obj["labels"], where),
+                text,
                 _line(obj["line"], where),
                 parse_time(obj.get("ts"), where=where, default=now),
             )
