@@ -5,7 +5,8 @@ The benchmark starts its own servers on free loopback ports with data in a temp 
 ``appendonly yes`` + ``appendfsync always``, a single etcd member, a standalone ZooKeeper with a
 128 MB heap), and stops them at the end.
 
-1. Uncontended, per engine, interleaved rounds (ours, raw, ours, raw ...): the median wall time of
+1. Uncontended, per engine, 5 rounds that alternate ours and raw op by op (A B A B ..., the
+   order flipping between rounds): the median wall time of
    one ``Lock.acquire()`` + ``release()`` and of the raw pair on the same client library and event
    loop — Redis ``SET NX PX`` + ``DEL`` (redis-py asyncio), etcd ``put`` + ``delete`` (httpx to the
    JSON gateway), ZooKeeper ``create`` (ephemeral) + ``delete`` (kazoo). CPU time per pair comes
@@ -157,12 +158,32 @@ async def measure(pair: Pair, ops: int) -> tuple[float, float]:
     return statistics.median(times), (cpu() - c0) / ops
 
 
+async def interleaved(
+    pairs: dict[str, Pair], ops: int, first: int
+) -> dict[str, tuple[float, float]]:
+    """Alternate the contenders op by op (A B A B ...) so both see the same background load;
+    per contender: median seconds per pair, CPU seconds per pair."""
+    labels = list(pairs)
+    if first:
+        labels.reverse()
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    spent = dict.fromkeys(labels, 0.0)
+    for i in range(ops):
+        for label in labels:
+            c0, t0 = cpu(), time.perf_counter()
+            await pairs[label](i)
+            times[label].append(time.perf_counter() - t0)
+            spent[label] += cpu() - c0
+    return {label: (statistics.median(times[label]), spent[label] / ops) for label in labels}
+
+
 def ours(url: str) -> tuple[Pair, Callable[[], Awaitable[None]]]:
     backend = open_backend(url)
     name = f"bench-{uuid.uuid4().hex[:8]}"
 
+    lock = Lock(name, backend, ttl=10)  # one lock object, acquired and released again and again
+
     async def pair(_: int) -> None:
-        lock = Lock(name, backend, ttl=10)
         await lock.acquire()
         await lock.release()
 
@@ -230,16 +251,12 @@ async def uncontended(
     anchor, close_anchor = raw
     await measure(mine, 20)  # warm up connections, scripts, sessions
     await measure(anchor, 20)
-    ratios, lat, cpus = [], {"ours": [], "raw": []}, {"ours": [], "raw": []}
+    ratios: list[float] = []
+    cpus: dict[str, list[float]] = {"ours": [], "raw": []}
     for r in range(rounds):
-        order = (
-            [("ours", mine), ("raw", anchor)] if r % 2 == 0 else [("raw", anchor), ("ours", mine)]
-        )
-        got = {}
-        for label, pair in order:
-            got[label] = await measure(pair, ops)
-            lat[label].append(got[label][0])
-            cpus[label].append(got[label][1])
+        got = await interleaved({"ours": mine, "raw": anchor}, ops, first=r % 2)
+        for label, (_, spent) in got.items():
+            cpus[label].append(spent)
         ratios.append(got["ours"][0] / got["raw"][0])
         print(
             f"  {engine} round {r + 1}: ours {got['ours'][0] * 1e3:.3f} ms, raw "
