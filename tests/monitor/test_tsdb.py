@@ -1,5 +1,6 @@
-"""The store against a simple in-memory model (hypothesis state machine), plus corruption,
-retention, the skewed-clock guard and the size of regular scrapes on disk."""
+"""The store against a simple in-memory model (hypothesis state machine, with crashes that keep
+exactly the committed samples), plus corruption, retention, the skewed-clock guard and the size of
+regular scrapes on disk."""
 
 from __future__ import annotations
 
@@ -23,8 +24,13 @@ class StoreMachine(RuleBasedStateMachine):
         import tempfile
 
         self.dir = Path(tempfile.mkdtemp())
-        self.db = TSDB(self.dir / "t.sqlite", chunk_samples=5)
+        self.db = self._open()
         self.model: dict[int, list[tuple[int, float]]] = {i: [] for i in range(len(SERIES))}
+        self.committed = dict.fromkeys(self.model, 0)
+
+    def _open(self) -> TSDB:
+        # a tiny checkpoint threshold so head-log rewrites happen between crashes
+        return TSDB(self.dir / "t.sqlite", chunk_samples=5, wal_checkpoint_bytes=256)
 
     @rule(
         i=st.integers(0, len(SERIES) - 1),
@@ -43,11 +49,23 @@ class StoreMachine(RuleBasedStateMachine):
     @rule()
     def commit(self) -> None:
         self.db.commit()
+        self.committed = {i: len(s) for i, s in self.model.items()}
 
     @rule()
     def reopen(self) -> None:
         self.db.close()
-        self.db = TSDB(self.dir / "t.sqlite", chunk_samples=5)
+        self.db = self._open()
+        self.committed = {i: len(s) for i, s in self.model.items()}
+
+    @rule()
+    def crash(self) -> None:
+        """Drop the store without close(): what commit() acknowledged must come back."""
+        if self.db._wal is not None:
+            self.db._wal.close()
+        self.db._db.close()
+        self.db = self._open()
+        for i, samples in self.model.items():
+            del samples[self.committed[i] :]
 
     @rule(lo=st.integers(900, 3000), width=st.integers(0, 3000))
     def select_range(self, lo: int, width: int) -> None:

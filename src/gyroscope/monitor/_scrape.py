@@ -76,6 +76,7 @@ def ingest_text(
             f"not the Prometheus text format: {exc}", target=target, line=number
         ) from None
     db.appended += len(touched)
+    db.touch(touched)  # the next commit() logs them
     seen = set(touched)
     for sid, stamp, value in stamped:
         if db.append_id(sid, stamp, value):

@@ -168,6 +168,7 @@ class MonitorService(Service):
             self._spawn(self.logship.run())
         self._spawn(self._dispatch_loop())
         self._spawn(self._retention_loop())
+        self._spawn(self._every(1.0, self._sync_wal))
         for target in self.targets:
             self._spawn(target.run())
         self._rule_tasks = [asyncio.create_task(self._rule_loop(g)) for g in self.evaluators]
@@ -339,6 +340,10 @@ class MonitorService(Service):
         if self.dispatcher.acks != self._saved_acks:
             self.history.save_acks(self.dispatcher.acks)
             self._saved_acks = dict(self.dispatcher.acks)
+
+    async def _sync_wal(self) -> None:
+        # commit() fsyncs the head log at most every second; this covers the last commit too
+        self.db.sync()
 
     async def _retention_loop(self) -> None:
         while True:

@@ -3,7 +3,13 @@
 Appends go to the head (two typed arrays per series). When a head holds ``chunk_samples`` samples
 it is encoded (``_chunks``) and written, with every other full head, in one transaction. Reads merge
 stored chunks (decoded chunks are cached) with the head. ``close()`` writes partial heads, so a clean
-stop loses nothing; a crash loses at most one unwritten head per series (no write-ahead log).
+stop loses nothing.
+
+Crash safety: ``commit()`` first appends the samples added since the last commit to the head log
+(``_wal``, next to the SQLite file), so once ``commit()`` returns they survive a crash of the
+process (kill -9, OOM); they are fsynced within ``wal_sync_s`` (power loss). Opening the store
+replays the log into the heads. When the log outgrows ``wal_checkpoint_bytes`` (and twice its last
+checkpoint) it is rewritten with only the samples not yet in chunks, after SQLite has synced them.
 
 Samples older than a series' newest sample, and samples from more than ``max_future`` ahead of the
 store's clock (a pushing client with a skewed clock), are rejected and counted, never stored.
@@ -36,8 +42,10 @@ import zstandard
 from gyroscope.errors import MonitorError
 from gyroscope.monitor._chunks import decode_chunk, encode_chunk
 from gyroscope.monitor._exposition import Labels
+from gyroscope.monitor._head import NEVER, Head, log_records, snapshot_records
+from gyroscope.monitor._wal import HeadLog, Record, SeriesRecord
 
-__all__ = ["TSDB", "Matcher", "SeriesData", "match_labels"]
+__all__ = ["NEVER", "TSDB", "Head", "Matcher", "SeriesData", "match_labels"]
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +68,6 @@ class SeriesData:
     labels: Labels
     ts: npt.NDArray[np.int64]
     values: npt.NDArray[np.float64]
-
-
-NEVER = -(2**63)
-
-
-class Head:
-    """One series' samples not yet written, and the newest timestamp stored (for order checks).
-
-    Heads live as long as the store; a scraper keeps references to them (its hot path).
-    """
-
-    __slots__ = ("last", "sid", "ts", "values", "written")
-
-    def __init__(self, sid: int, last: int = NEVER) -> None:
-        self.sid = sid
-        self.ts: array[int] = array("q")
-        self.values: array[float] = array("d")
-        self.last = last  # newest timestamp appended
-        self.written = last  # newest timestamp already in a chunk
 
 
 def _compile(matchers: Sequence[Matcher]) -> list[tuple[str, str, str, re.Pattern[str] | None]]:
@@ -105,6 +94,9 @@ class TSDB:
         retention_s: float = 15 * 86400,
         max_future_s: float = 600.0,
         cache_chunks: int = 4096,
+        wal: bool = True,
+        wal_sync_s: float = 1.0,
+        wal_checkpoint_bytes: int = 64 << 20,
     ) -> None:
         self.path = path
         self.chunk_samples = chunk_samples
@@ -127,7 +119,16 @@ class TSDB:
         self.rejected_future = 0
         self.appended = 0
         self.corrupt_chunks = 0
+        self._dirty: list[Head] = []  # heads appended to since the last commit (may repeat)
+        self._new_series: list[tuple[int, Labels]] = []
+        self.wal_checkpoint_bytes = wal_checkpoint_bytes
+        self._checkpointed = 0  # size of the log right after its last rewrite
+        self.wal_replayed = 0
         self._load_series()
+        self._wal: HeadLog | None = None
+        if wal:
+            self._wal = HeadLog(path.with_suffix(".headlog"), sync_interval_s=wal_sync_s)
+            self._replay(self._wal.replay())
 
     def _load_series(self) -> None:
         for sid, text in self._db.execute("SELECT id, labels FROM series"):
@@ -149,6 +150,7 @@ class TSDB:
             )
             sid = int(cur.lastrowid or 0)
             self._index(sid, labels)
+            self._new_series.append((sid, labels))
         return sid
 
     # -- writing -------------------------------------------------------------------------------
@@ -179,9 +181,14 @@ class TSDB:
         head.values.append(value)
         head.last = t_ms
         self.appended += 1
+        self._dirty.append(head)
         if len(head.ts) == self.chunk_samples:
             self._full.append(sid)
         return True
+
+    def touch(self, heads: list[Head]) -> None:
+        """Heads a caller appended to directly (the scrape hot path); ``commit()`` logs them."""
+        self._dirty += heads
 
     def rollback(self, heads: Iterable[Head], t_ms: int) -> None:
         """Take back samples appended at ``t_ms`` to ``heads`` (a scrape that turned out bad)."""
@@ -190,6 +197,7 @@ class TSDB:
                 head.ts.pop()
                 head.values.pop()
                 head.last = head.ts[-1] if head.ts else head.written
+                head.logged = min(head.logged, len(head.ts))
                 self.appended -= 1
 
     def append_many(
@@ -201,15 +209,25 @@ class TSDB:
         return stored
 
     def commit(self) -> None:
-        """Write every full head as a chunk, in one transaction."""
+        """Log what was appended (durable on return), then write every full head as a chunk."""
+        self._log()
         if self._full:
             full, self._full = self._full, []
             self._write(full)
+        wal = self._wal
+        if wal is not None and wal.size > max(self.wal_checkpoint_bytes, 2 * self._checkpointed):
+            self.checkpoint()
 
     def flush_all(self) -> None:
         """Write every non-empty head, full or not (on stop)."""
+        self._log()
         self._full = []
         self._write([sid for sid, head in self._heads.items() if head.ts])
+
+    def sync(self) -> None:
+        """fsync the head log now (``commit()`` does it at most every ``wal_sync_s``)."""
+        if self._wal is not None:
+            self._wal.sync()
 
     def _write(self, sids: Sequence[int]) -> None:
         rows = []
@@ -237,6 +255,68 @@ class TSDB:
             head.written = head.ts[-1]
             head.ts = array("q")
             head.values = array("d")
+            head.logged = 0
+
+    # -- the head log ------------------------------------------------------------------------------
+    def _log(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        new, self._new_series = self._new_series, []
+        if self._wal is not None and (dirty or new):
+            bodies = log_records(dirty, new)
+            if bodies:
+                self._wal.append(*bodies)
+
+    def _sync_chunks(self) -> None:
+        # WAL mode, synchronous=NORMAL: a checkpoint fsyncs SQLite's own log first, so every
+        # chunk (and series row) committed so far survives power loss before ours is shortened.
+        self._db.execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+
+    def checkpoint(self) -> None:
+        """Rewrite the head log with only the samples not yet in chunks."""
+        if self._wal is None:
+            return
+        self._log()
+        self._sync_chunks()
+        self._wal.rewrite(snapshot_records(self._heads.values()))
+        self._checkpointed = self._wal.size
+        log.debug("%s: head log checkpointed to %d bytes", self.path, self._wal.size)
+
+    def _replay(self, records: list[Record]) -> None:
+        unknown = 0
+        for record in records:
+            if isinstance(record, SeriesRecord):
+                if record.sid not in self._labels:
+                    text = json.dumps(record.labels, separators=(",", ":"))
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO series (id, labels) VALUES (?, ?)",
+                        (record.sid, text),
+                    )
+                    self._index(record.sid, record.labels)
+                continue
+            columns = (record.sids.tolist(), record.ts.tolist(), record.values.tolist())
+            for sid, t, v in zip(*columns, strict=True):
+                if sid not in self._labels:
+                    unknown += 1
+                    continue
+                head = self.head(sid)
+                if t > head.last:  # older ones are already in a chunk
+                    head.ts.append(t)
+                    head.values.append(v)
+                    head.last = t
+                    self.wal_replayed += 1
+        for head in self._heads.values():
+            head.logged = len(head.ts)
+            if len(head.ts) >= self.chunk_samples:
+                self._full.append(head.sid)
+        if self.wal_replayed or unknown:
+            log.info(
+                "%s: replayed %d sample(s) from the head log (%d of unknown series skipped)",
+                self.path,
+                self.wal_replayed,
+                unknown,
+            )
+        assert self._wal is not None
+        self._checkpointed = self._wal.size
 
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Delete chunks wholly older than the retention period; returns how many."""
@@ -302,6 +382,10 @@ class TSDB:
 
     def close(self) -> None:
         self.flush_all()
+        if self._wal is not None:
+            self._sync_chunks()
+            self._wal.rewrite([])  # everything is in chunks now
+            self._wal.close()
         self._db.close()
 
     # -- reading -------------------------------------------------------------------------------
@@ -388,6 +472,8 @@ class TSDB:
             "rejected_out_of_order": self.rejected_out_of_order,
             "rejected_future": self.rejected_future,
             "corrupt_chunks": self.corrupt_chunks,
+            "wal_bytes": self._wal.size if self._wal is not None else 0,
+            "wal_replayed": self.wal_replayed,
         }
 
 
