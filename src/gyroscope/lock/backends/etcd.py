@@ -213,16 +213,36 @@ class EtcdBackend:
         queue = _first_request(prefix)
         if root != ROOT:  # shared modes need everyone ahead of us, not just the first
             del queue["request_range"]["limit"]
-        compare = [{"key": _b64(key), "target": "CREATE", "create_revision": "0"}]
         put = {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(session.lease)}}
         mine = {"request_range": {"key": _b64(key)}}
+        if root == ROOT:
+            # Mutex fast path: when nobody is queued, our put alone is the grant (a range compare
+            # holds for an empty range). Otherwise put (idempotent) and read our place.
+            compare = [
+                {
+                    "key": _b64(prefix),
+                    "range_end": _prefix_end(prefix),
+                    "target": "CREATE",
+                    "result": "LESS",
+                    "create_revision": "1",
+                }
+            ]
+            success, failure = [put], [put, mine, queue]
+        else:
+            compare = [{"key": _b64(key), "target": "CREATE", "create_revision": "0"}]
+            success, failure = [put, queue], [mine, queue]
         data = await self._post(
-            "/v3/kv/txn", {"compare": compare, "success": [put, queue], "failure": [mine, queue]}
+            "/v3/kv/txn", {"compare": compare, "success": success, "failure": failure}
         )
         revision = int(data["header"]["revision"])
-        responses = data.get("responses", [])
+        responses = data.get("responses", [])[-2:]  # [our key or put, the queue]
         if data.get("succeeded"):
             created = revision
+            if root == ROOT:
+                self._entries[(root, name, owner)] = _Entry(
+                    key=key, lease=session.lease, revision=created, seen=revision
+                )
+                return Grant(token=created, ttl=max(0.0, session.remaining()))
         else:
             kvs = responses[0]["response_range"].get("kvs", [])
             if not kvs:
