@@ -6,10 +6,12 @@
 """
 
 from gyroscope.monitor._chunks import STALE_NAN, decode_chunk, encode_chunk
-from gyroscope.monitor._config import MonitorConfig, parse_duration
+from gyroscope.monitor._config import DatabaseCheck, MonitorConfig, parse_duration
+from gyroscope.monitor._dbchecks import check_database
 from gyroscope.monitor._dispatch import AmAlert, Dispatcher, Notification
 from gyroscope.monitor._errors import NotifierError, PromQLError, RuleFileError, ScrapeError
 from gyroscope.monitor._exposition import SeriesCache, format_labels, parse_text
+from gyroscope.monitor._gpu import XidWatcher, gpu_status
 from gyroscope.monitor._history import History
 from gyroscope.monitor._notify import DeliveryQueue
 from gyroscope.monitor._promql import Engine, parse_query
@@ -27,6 +29,7 @@ __all__ = [
     "TSDB",
     "ActiveAlert",
     "AmAlert",
+    "DatabaseCheck",
     "DeliveryQueue",
     "Dispatcher",
     "Engine",
@@ -44,13 +47,16 @@ __all__ = [
     "ScrapeError",
     "SeriesCache",
     "Silence",
+    "XidWatcher",
     "build_services",
+    "check_database",
     "check_rule_file",
     "decode_chunk",
     "demo_monitor_config",
     "encode_chunk",
     "fingerprint",
     "format_labels",
+    "gpu_status",
     "load_groups",
     "load_rule_file",
     "parse_duration",

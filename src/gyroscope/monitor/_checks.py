@@ -19,6 +19,7 @@ import psutil
 from gyroscope.monitor._config import HostConfig, ProbeConfig
 from gyroscope.monitor._dbchecks import check_database, database_samples
 from gyroscope.monitor._exposition import Labels
+from gyroscope.monitor._gpu import gpu_samples, gpu_status
 
 __all__ = [
     "check_database",
@@ -169,48 +170,4 @@ def _process_samples(names: list[str], base: dict[str, str]) -> Samples:
                 float(proc.info["memory_info"].rss),
             )
         )
-    return out
-
-
-def gpu_status() -> str:
-    """``"N GPU(s)"`` or why there are none (``no GPU: ...``); never raises."""
-    try:
-        import pynvml  # type: ignore[import-not-found]
-    except ImportError:
-        return "no GPU: nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-        count = int(pynvml.nvmlDeviceGetCount())
-    except Exception as exc:
-        return f"no GPU: {exc}"
-    return f"{count} GPU(s)" if count else "no GPU: NVML found no devices"
-
-
-def gpu_samples(instance: str = "localhost") -> Samples:
-    """Utilisation, memory, temperature, power and ECC errors per GPU; [] when there is no GPU."""
-    if not gpu_status().endswith("GPU(s)"):
-        return []
-    import pynvml
-
-    out: Samples = []
-    for index in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        base = {"job": "gpu", "instance": instance, "gpu": str(index)}
-        util = pynvml.nvmlDeviceGetUtilizationRates(handle)
-        mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
-        out += [
-            (_labels("gpu_utilization_percent", **base), float(util.gpu)),
-            (_labels("gpu_memory_used_bytes", **base), float(mem.used)),
-            (_labels("gpu_memory_total_bytes", **base), float(mem.total)),
-            (
-                _labels("gpu_temperature_celsius", **base),
-                float(pynvml.nvmlDeviceGetTemperature(handle, 0)),
-            ),
-            (_labels("gpu_power_watts", **base), pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0),
-        ]
-        try:
-            ecc = pynvml.nvmlDeviceGetTotalEccErrors(handle, 1, 1)  # uncorrected, aggregate
-            out.append((_labels("gpu_ecc_uncorrected_errors_total", **base), float(ecc)))
-        except Exception:  # noqa: S110 - ECC is not supported on every board
-            pass
     return out

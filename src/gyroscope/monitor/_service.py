@@ -34,6 +34,7 @@ from gyroscope.monitor._chunks import STALE_NAN
 from gyroscope.monitor._config import MonitorConfig
 from gyroscope.monitor._dispatch import AmAlert, Dispatcher, Notification
 from gyroscope.monitor._exposition import Labels, Sample
+from gyroscope.monitor._gpu import XidWatcher
 from gyroscope.monitor._history import History
 from gyroscope.monitor._logship import LogShipper
 from gyroscope.monitor._notify import DeliveryQueue
@@ -109,6 +110,7 @@ class MonitorService(Service):
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._probes: dict[str, dict[str, Any]] = {}
+        self._xid: XidWatcher | None = None  # created on the first host collection
         self._wake_dispatch = asyncio.Event()
         self._scraped = asyncio.Event()
         self._alert_series: dict[int, set[Labels]] = {}
@@ -208,6 +210,8 @@ class MonitorService(Service):
         await self.client.aclose()
         self.db.close()
         self.history.close()
+        if self._xid is not None:
+            self._xid.close()
 
     def health(self) -> Health:
         if not self.started:
@@ -224,7 +228,7 @@ class MonitorService(Service):
             name=self.name,
             status=status,
             detail=detail,
-            data={"url": self.url, "gpu": gpu_status() if self.config.host.gpu else "off"},
+            data={"url": self.url, "gpu": self._gpu_status()},
         )
 
     # -- loops -----------------------------------------------------------------------------------
@@ -414,10 +418,23 @@ class MonitorService(Service):
             "at": time.time(),
         }
 
+    def _gpu_status(self) -> str:
+        if not self.config.host.gpu:
+            return "off"
+        return self._xid.status if self._xid is not None else gpu_status()
+
+    def _gpu_samples(self) -> list[tuple[Labels, float]]:
+        """Gauges and Xid counters (runs in a thread: NVML calls block)."""
+        if self._xid is None:
+            self._xid = XidWatcher()
+            log.info("GPU: %s", self._xid.start())
+        self._xid.poll()
+        return gpu_samples() + self._xid.samples()
+
     async def _collect_host(self) -> None:
         samples = await asyncio.to_thread(host_samples, self.config.host)
         if self.config.host.gpu:
-            samples += await asyncio.to_thread(gpu_samples)
+            samples += await asyncio.to_thread(self._gpu_samples)
         self._store(samples)
 
     # -- operations used by the API and CLI ---------------------------------------------------------
