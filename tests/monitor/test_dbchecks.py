@@ -172,3 +172,14 @@ async def test_service_stores_db_up_and_shows_the_reason(monitor: MonitorService
         result = (await client.get("/api/v1/query", params={"query": "db_up"})).json()
         ups = {r["metric"]["job"]: r["value"][1] for r in result["data"]["result"]}
         assert ups == {"good": "1", "bad": "0"}
+        # the CLI shows the same: which check fails and why
+        from click.testing import CliRunner
+
+        from gyroscope.cli.monitor import monitor as cli
+
+        # in a thread: the CLI blocks, and the monitor answers from this event loop
+        out = await asyncio.to_thread(CliRunner().invoke, cli, ["probes", "--url", monitor.url])
+        assert out.exit_code == 0, out.output
+        lines = {line.split()[2]: line for line in out.output.splitlines()}
+        assert lines["good"].startswith("ok    mysql")
+        assert lines["bad"].startswith("FAIL  mysql") and "Access denied" in lines["bad"]

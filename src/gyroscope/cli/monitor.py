@@ -142,6 +142,32 @@ def targets(url: str, token: str | None, as_json: bool) -> None:
 
 
 @monitor.command()
+@_URL
+@_TOKEN
+@_JSON
+def probes(url: str, token: str | None, as_json: bool) -> None:
+    """List probes and database checks: result, latency and why a failing one fails.
+
+    \b
+    Example:
+      gyro monitor probes
+      ok    mysql    shop    127.0.0.1:3306  0.004s
+      FAIL  mysql    legacy  10.0.0.9:3306   mysql 10.0.0.9:3306: Access denied ... (error 1045)
+    """
+    data = _call(url, token, "GET", "/api/v1/probes")["data"]
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for p in sorted(data, key=lambda p: (p["kind"], p["name"])):
+        state = "ok" if p["success"] else "FAIL"
+        if p["success"] or not p.get("error"):
+            detail = f"{p['duration']:.3f}s" if p.get("duration") is not None else ""
+        else:
+            detail = p["error"]
+        click.echo(f"{state:<5} {p['kind']:<8} {p['name']:<16} {p['target']}  {detail}")
+
+
+@monitor.command()
 @click.argument("expr")
 @click.option("--time", "at", default=None, help="Evaluation time (Unix seconds or RFC 3339).")
 @_URL
