@@ -186,3 +186,26 @@ def test_downsampling_keeps_last_sample_per_bucket_and_rates(tmp_path: Path) -> 
     after = Engine(db).instant("rate(c_total[30m])", 3000.0)
     assert [round(v, 6) for _, v in before] == [round(v, 6) for _, v in after] == [2.0]  # type: ignore[misc]
     assert db.downsample(cutoff_ms=3_000_000, resolution_ms=60_000) == 0  # incremental: nothing new
+
+
+def test_downsampling_keeps_the_last_sample_per_bucket(tmp_path: Path) -> None:
+    db = TSDB(tmp_path / "t.sqlite", chunk_samples=120)
+    counter = (("__name__", "c_total"),)
+    for i in range(3600):  # one hour at 1 s, counter +2 per second
+        db.append(counter, i * 1000, 2.0 * i)
+        db.commit()
+    db.flush_all()
+    cutoff, resolution = 1_800_000, 300_000
+    removed = db.downsample(cutoff, resolution)
+    data = db.select([("__name__", "=", "c_total")], 0, 10**9)[0]
+    old = data.ts[data.ts < cutoff - 120_000]  # chunks wholly before the cutoff
+    assert old.tolist() == list(range(299_000, 1_500_000, 300_000))[: len(old)]
+    assert len(old) >= 4 and removed > 1500
+    assert (data.values == data.ts / 500.0).all()  # each kept sample kept its own value
+    assert data.ts[-1] == 3_599_000 and (np.diff(data.ts[data.ts >= cutoff]) == 1000).all()
+    assert db.downsample(cutoff, resolution) == 0  # the watermark: nothing twice
+    db.close()
+    reopened = TSDB(tmp_path / "t.sqlite")
+    again = reopened.select([("__name__", "=", "c_total")], 0, 10**9)[0]
+    assert again.ts.tolist() == data.ts.tolist()
+    reopened.close()

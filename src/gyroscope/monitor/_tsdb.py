@@ -41,6 +41,7 @@ import zstandard
 
 from gyroscope.errors import MonitorError
 from gyroscope.monitor._chunks import decode_chunk, encode_chunk
+from gyroscope.monitor._downsample import downsample_chunks
 from gyroscope.monitor._exposition import Labels
 from gyroscope.monitor._head import NEVER, Head, log_records, snapshot_records
 from gyroscope.monitor._wal import HeadLog, Record, SeriesRecord
@@ -326,59 +327,10 @@ class TSDB:
         return cur.rowcount
 
     def downsample(self, cutoff_ms: int, resolution_ms: int) -> int:
-        """Keep one sample (the last) per ``resolution_ms`` in chunks that end before ``cutoff_ms``.
-
-        Runs are incremental: a watermark remembers where the previous run stopped. The last sample
-        of each bucket keeps counters exact for rate() over windows of several buckets and keeps
-        staleness markers. Returns the number of samples removed.
-        """
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'downsampled_until'").fetchone()
-        mark = int(row[0]) if row else 0
-        if cutoff_ms <= mark:
-            return 0
-        removed = 0
-        sids = [
-            s
-            for (s,) in self._db.execute(
-                "SELECT DISTINCT series_id FROM chunks WHERE max_t >= ? AND max_t < ?",
-                (mark, cutoff_ms),
-            )
-        ]
-        for sid in sids:
-            removed += self._downsample_series(sid, mark, cutoff_ms, resolution_ms)
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('downsampled_until', ?)", (cutoff_ms,)
-            )
+        """Keep one sample (the last) per ``resolution_ms`` before ``cutoff_ms`` (``_downsample``)."""
+        removed = downsample_chunks(self._db, cutoff_ms, resolution_ms)
         self._cache.clear()
         return removed
-
-    def _downsample_series(self, sid: int, mark: int, cutoff: int, resolution: int) -> int:
-        rows = self._db.execute(
-            "SELECT min_t, data FROM chunks WHERE series_id = ? AND max_t >= ? AND max_t < ? ORDER BY min_t",
-            (sid, mark, cutoff),
-        ).fetchall()
-        parts = []
-        for _, blob in rows:
-            try:
-                parts.append(decode_chunk(blob))
-            except (zstandard.ZstdError, ValueError):
-                return 0  # leave a series with a corrupt chunk as it is; reads report it
-        ts = np.concatenate([p[0] for p in parts])
-        vs = np.concatenate([p[1] for p in parts])
-        buckets = ts // resolution
-        last = np.flatnonzero(np.append(buckets[1:] != buckets[:-1], True))
-        kept_t, kept_v = ts[last], vs[last]
-        self._db.execute("BEGIN")
-        self._db.executemany(
-            "DELETE FROM chunks WHERE series_id = ? AND min_t = ?", [(sid, m) for m, _ in rows]
-        )
-        self._db.execute(
-            "INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?)",
-            (sid, int(kept_t[0]), int(kept_t[-1]), encode_chunk(kept_t, kept_v)),
-        )
-        self._db.execute("COMMIT")
-        return len(ts) - len(kept_t)
 
     def close(self) -> None:
         self.flush_all()
