@@ -231,6 +231,7 @@ def bench_storage(tmp: Path, minutes: int) -> tuple[float, float, float]:
     for step in range(minutes * 60):
         samples += ingest_text(realistic_page(step, rng, state), db, ts, extra, t_ms + step * 1000)
         db.commit()
+    head_log = db.stats()["wal_bytes"]  # the write-ahead log before the final flush
     db.flush_all()
     stats = db.stats()
     chunk_bps = stats["chunk_bytes"] / samples
@@ -253,7 +254,8 @@ def bench_storage(tmp: Path, minutes: int) -> tuple[float, float, float]:
     )
     print(
         f"storage: {samples} samples ({minutes} min at 1 s, {len(state)} series): "
-        f"{chunk_bps:.2f} bytes/sample in chunks, {file_bps:.2f} bytes/sample for the whole SQLite file"
+        f"{chunk_bps:.2f} bytes/sample in chunks, {file_bps:.2f} bytes/sample for the whole SQLite file; "
+        f"head log (write-ahead, transient) {head_log / 1e6:.1f} MB before the final flush"
     )
     print(f"query: single-series rate(x[5m]) {med(latencies)} ms")
     return chunk_bps, file_bps, statistics.median(latencies)
