@@ -190,3 +190,34 @@ def test_a_rolled_back_scrape_is_not_logged(tmp_path: Path) -> None:
     db = TSDB(path)
     assert [s.values.tolist() for s in db.select([("job", "=", "j")], 0, 10**6)] == [[1.0], [2.0]]
     db.close()
+
+
+def test_a_full_disk_is_logged_and_the_samples_are_logged_again_later(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head log's descriptor is pointed at /dev/full: write() fails with ENOSPC."""
+    path = tmp_path / "t.sqlite"
+    db = TSDB(path, chunk_samples=1000)
+    assert db._wal is not None
+    wal_fd = db._wal._fd
+    saved = os.dup(wal_fd)
+    full = os.open("/dev/full", os.O_WRONLY)
+    series = (("__name__", "m"),)
+    try:
+        db.append(series, 1000, 1.0)
+        db.commit()
+        os.dup2(full, wal_fd)
+        with caplog.at_level(logging.ERROR, logger="gyroscope.monitor._tsdb"):
+            for i in range(2, 5):
+                assert db.append(series, i * 1000, float(i))
+                db.commit()  # no exception: the store keeps working
+        assert "cannot write the head log" in caplog.text
+        assert db.stats()["wal_errors"] == 3
+        os.dup2(saved, wal_fd)  # space again
+        db.append(series, 5000, 5.0)
+        db.commit()
+    finally:
+        os.close(full)
+        os.close(saved)
+    _abandon(db)
+    assert _values(path) == [1.0, 2.0, 3.0, 4.0, 5.0]

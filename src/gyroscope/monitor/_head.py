@@ -41,8 +41,9 @@ class Head:
 def log_records(dirty: Iterable[Head], new_series: list[tuple[int, Labels]]) -> list[bytes]:
     """Records for new series and for the samples of ``dirty`` heads not logged yet.
 
-    A head may be listed more than once; the common case (one new sample per head per commit)
-    costs three array appends.
+    Marks them logged. A head may be listed more than once; the common case (one new sample per
+    head per commit) costs three array appends. Should the write fail, setting ``logged = 0``
+    logs them again next time: replay skips samples it already has, so repeats are harmless.
     """
     bodies = [series_record(sid, labels) for sid, labels in new_series]
     sids: array[int] = array("q")

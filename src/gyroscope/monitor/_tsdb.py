@@ -125,6 +125,7 @@ class TSDB:
         self.wal_checkpoint_bytes = wal_checkpoint_bytes
         self._checkpointed = 0  # size of the log right after its last rewrite
         self.wal_replayed = 0
+        self.wal_errors = 0
         self._load_series()
         self._wal: HeadLog | None = None
         if wal:
@@ -262,10 +263,23 @@ class TSDB:
     def _log(self) -> None:
         dirty, self._dirty = self._dirty, []
         new, self._new_series = self._new_series, []
-        if self._wal is not None and (dirty or new):
-            bodies = log_records(dirty, new)
-            if bodies:
-                self._wal.append(*bodies)
+        if self._wal is None or not (dirty or new):
+            return
+        bodies = log_records(dirty, new)
+        if not bodies:
+            return
+        try:
+            self._wal.append(*bodies)
+        except OSError as exc:  # disk full, I/O error: keep storing, log it all again next time
+            self.wal_errors += 1
+            if self.wal_errors == 1 or self.wal_errors % 1000 == 0:
+                log.error(
+                    "%s: cannot write the head log (%d times): %s", self.path, self.wal_errors, exc
+                )
+            for head in dirty:
+                head.logged = 0
+            self._dirty = dirty + self._dirty
+            self._new_series = new + self._new_series
 
     def _sync_chunks(self) -> None:
         # WAL mode, synchronous=NORMAL: a checkpoint fsyncs SQLite's own log first, so every
@@ -426,6 +440,7 @@ class TSDB:
             "corrupt_chunks": self.corrupt_chunks,
             "wal_bytes": self._wal.size if self._wal is not None else 0,
             "wal_replayed": self.wal_replayed,
+            "wal_errors": self.wal_errors,
         }
 
 

@@ -23,6 +23,7 @@ replaces the log atomically with a smaller one (a checkpoint: only what is not y
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -212,8 +213,14 @@ class HeadLog:
             raise RuntimeError("replay() the head log before appending to it")
         blob = b"".join(_frame(b) for b in bodies)
         view = memoryview(blob)
-        while view:  # a regular file takes it all at once, but write() may legally take less
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:  # a regular file takes it all at once, but write() may legally take less
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            # a half-written record would hide every later one from replay: cut it off
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self.size)
+            raise
         self.size += len(blob)
         self._unsynced = True
         if self._clock() - self._last_sync >= self.sync_interval_s:
