@@ -235,10 +235,21 @@ def backup(
         index_files_at_start = set(repo.index_files)
         parent = None if full else _find_parent(repo, host, all_paths)
         old = {} if parent is None else {e["p"]: e for e in parent.entries(repo)}
+        log.debug(
+            "backup: parent %s loaded after %.3f s",
+            parent and parent.short_id,
+            time.monotonic() - started,
+        )
         session = _Session(repo, stats)
         entries = _collect(session, paths, extra, old, threads, progress)
+        log.debug(
+            "backup: %d entries walked and read after %.3f s",
+            len(entries),
+            time.monotonic() - started,
+        )
         tree = [session.store("t", chunk) for chunk in session.chunker.cut(encode_tree(entries))]
         session.writer.finish()
+        log.debug("backup: tree and packs written after %.3f s", time.monotonic() - started)
         stats.bytes_stored = session.writer.bytes_written
         lock.ensure_fresh()
         _revalidate(repo, index_files_at_start, entries, tree)

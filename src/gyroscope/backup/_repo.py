@@ -17,6 +17,7 @@ index names ("orphans"), which the next backup indexes from their headers and so
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -50,6 +51,8 @@ from gyroscope.backup._errors import (
 )
 
 __all__ = ["FORMAT_VERSION", "IndexEntry", "Repository", "Secret"]
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -158,11 +161,16 @@ class Repository:
     def open(cls, location: str, secret: Secret, *, append_only: bool = False) -> Repository:
         backend = open_backend(location)
         config = cls._read_config(backend, location)
+        started = time.monotonic()
         master = cls._unlock(backend, location, secret)
+        log.debug("repository %s unlocked in %.3f s", location, time.monotonic() - started)
         repo = cls(backend, master, config)
         if append_only or repo.append_only:
             repo = repo.with_append_only()
         repo.load_index()
+        log.debug(
+            "index of %d chunks loaded after %.3f s", len(repo.index), time.monotonic() - started
+        )
         return repo
 
     def with_append_only(self) -> Repository:

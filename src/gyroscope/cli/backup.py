@@ -239,7 +239,7 @@ def create(
             threads=threads,
             progress=lambda s: report(
                 {
-                    "what": f"{s.files} files",
+                    "what": f"{s.files} files, {s.bytes_read / 1e6:.0f} MB read",
                     "files": s.files,
                     "bytes_read": s.bytes_read,
                     "done": s.bytes_read,
@@ -356,7 +356,12 @@ def restore(
             threads=threads,
             verify=verify,
             progress=lambda s: report(
-                {"what": f"{s.files} files", "files": s.files, "bytes": s.bytes, "done": s.bytes}
+                {
+                    "what": f"{s.files} files, {s.bytes / 1e6:.0f} MB",
+                    "files": s.files,
+                    "bytes": s.bytes,
+                    "done": s.bytes,
+                }
             ),
         )
     for error in stats.errors:
