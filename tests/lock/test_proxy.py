@@ -59,10 +59,11 @@ async def test_cut_connections_do_not_lose_the_lock(kind: str, proxy: FaultProxy
 async def test_slow_link_still_works(kind: str, proxy: FaultProxy) -> None:
     proxy.update_faults(latency_ms=100)
     name, via = f"slow-{time.monotonic_ns()}", _url(kind, f"127.0.0.1:{proxy.port}")
-    a, b = Lock(name, via, ttl=2), Lock(name, via, ttl=2)
+    # ttl 3 s: ZooKeeper's client needs a few ping intervals of slack on a 100 ms link
+    a, b = Lock(name, via, ttl=3), Lock(name, via, ttl=3)
     first = await a.acquire(timeout=20)
     waiter = asyncio.create_task(b.acquire(timeout=30))
-    await asyncio.sleep(2.5)  # renewals through the slow link keep the lease
+    await asyncio.sleep(3.5)  # renewals through the slow link keep the lease
     assert a.held and not waiter.done()
     await a.release()
     second = await waiter
