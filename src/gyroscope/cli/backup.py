@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gyroscope.cli._backup_support import (
+    build_policy,
+    config_option,
+    emit,
+    json_option,
+    load_section,
+    open_repo,
+    parse_percent,
+    parse_when,
+    print_prune,
+    progress_reporter,
+    read_secret,
+    secret_options,
+)
 from gyroscope.errors import GyroscopeError
-
-PASSWORD_ENV = "GYRO_BACKUP_PASSWORD"  # noqa: S105 - the name of the variable, not a password
 
 
 class _Group(click.Group):
@@ -45,86 +53,6 @@ def backup() -> None:
       gyro backup create /srv/backups/repo /var/lib/models --tag nightly
       gyro backup restore /srv/backups/repo latest --target /tmp/restore
     """
-
-
-def secret_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--password-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Read the password from this file (first line).",
-    )(func)
-    return click.option(
-        "--key-file",
-        type=click.Path(path_type=Path, dir_okay=False),
-        help="Open the repository with this key file instead of a password.",
-    )(func)
-
-
-def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines)."
-    )(func)
-
-
-def _secret(password_file: Path | None, key_file: Path | None) -> Any:
-    from gyroscope.backup import BackupError, Secret
-
-    if key_file is not None:
-        if not key_file.exists():
-            raise BackupError(f"{key_file}: key file not found")
-        return Secret(key_file=key_file)
-    if password_file is not None:
-        try:
-            password = (
-                password_file.read_text().splitlines()[0] if password_file.stat().st_size else ""
-            )
-        except OSError as exc:
-            raise BackupError(
-                f"{password_file}: cannot read password file: {exc.strerror}"
-            ) from None
-    else:
-        password = os.environ.get(PASSWORD_ENV, "")
-    if not password:
-        raise BackupError(
-            f"no password: set ${PASSWORD_ENV}, or pass --password-file or --key-file"
-        )
-    return Secret(password=password.encode())
-
-
-def _open(
-    repo: str, password_file: Path | None, key_file: Path | None, append_only: bool = False
-) -> Any:
-    from gyroscope.backup import Repository
-
-    return Repository.open(repo, _secret(password_file, key_file), append_only=append_only)
-
-
-def _emit(as_json: bool, doc: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(doc, default=str) if as_json else text)
-
-
-@contextmanager
-def _progress(
-    as_json: bool, label: str, total: int | None = None
-) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A callback that prints JSON progress lines, or drives a rich bar on a terminal."""
-    if as_json:
-        yield lambda doc: click.echo(json.dumps({"type": "progress", **doc}))
-        return
-    if not sys.stderr.isatty():
-        yield lambda doc: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(label, total=total)
-
-        def update(doc: dict[str, Any]) -> None:
-            bar.update(
-                task, completed=doc.get("done", 0), description=f"{label} {doc.get('what', '')}"
-            )
-
-        yield update
 
 
 @backup.command()
@@ -159,7 +87,7 @@ def init(
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(os.urandom(32).hex().encode() + b"\n")
-    secret = _secret(password_file, key_file)
+    secret = read_secret(password_file, key_file)
     created = Repository.init(
         repo, secret, append_only=append_only, kdf=KdfParams(time=kdf_time, memory_kib=kdf_memory)
     )
@@ -223,10 +151,10 @@ def create(
     from gyroscope.backup import backup as run_backup
     from gyroscope.backup._sources import dump_sources
 
-    repository = _open(repo, password_file, key_file)
+    repository = open_repo(repo, password_file, key_file)
     with (
         dump_sources(_sources(sqlite, postgres, redis)) as extra,
-        _progress(as_json, "backing up") as report,
+        progress_reporter(as_json, "backing up") as report,
     ):
         if not paths and not extra:
             raise click.UsageError("give at least one path or database source")
@@ -249,7 +177,7 @@ def create(
     stats = result.stats
     for warning in stats.warnings:
         click.echo(f"warning: {warning}", err=True)
-    _emit(
+    emit(
         as_json,
         {"type": "summary", "snapshot": result.snapshot.id, **stats.as_dict()},
         f"snapshot {result.snapshot.short_id} saved: {stats.files} files "
@@ -273,26 +201,14 @@ def snapshots(repo: str, password_file: Path | None, key_file: Path | None, as_j
     """
     from gyroscope.backup import list_snapshots
 
-    for snap in list_snapshots(_open(repo, password_file, key_file)):
+    for snap in list_snapshots(open_repo(repo, password_file, key_file)):
         text = (
             f"{snap.short_id}  {snap.time:%Y-%m-%d %H:%M:%S}  {snap.host}  {','.join(snap.tags) or '-'}  "
             + " ".join(snap.paths)
         )
         doc = snap.as_dict()
         doc.pop("tree")
-        _emit(as_json, doc, text)
-
-
-def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(
-            f"expected an ISO time like 2026-01-31T12:00, got {value!r}"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        emit(as_json, doc, text)
 
 
 @backup.command()
@@ -345,9 +261,9 @@ def restore(
     from gyroscope.backup import find_snapshot
     from gyroscope.backup import restore as run_restore
 
-    repository = _open(repo, password_file, key_file)
-    snap = find_snapshot(repository, snapshot, before=_when(before))
-    with _progress(as_json, "restoring") as report:
+    repository = open_repo(repo, password_file, key_file)
+    snap = find_snapshot(repository, snapshot, before=parse_when(before))
+    with progress_reporter(as_json, "restoring") as report:
         stats = run_restore(
             repository,
             snap,
@@ -366,7 +282,7 @@ def restore(
         )
     for error in stats.errors:
         click.echo(f"error: {error}", err=True)
-    _emit(
+    emit(
         as_json,
         {
             "type": "summary",
@@ -402,21 +318,9 @@ def dump(
     from gyroscope.backup import dump as run_dump
     from gyroscope.backup import find_snapshot
 
-    repository = _open(repo, password_file, key_file)
+    repository = open_repo(repo, password_file, key_file)
     run_dump(repository, find_snapshot(repository, snapshot), path, sys.stdout.buffer)
     sys.stdout.buffer.flush()
-
-
-def _percent(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        fraction = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
-    except ValueError:
-        raise click.BadParameter(f"expected a percentage like 5%, got {value!r}") from None
-    if not 0 < fraction <= 1:
-        raise click.BadParameter(f"expected a percentage in (0, 100%], got {value!r}")
-    return fraction
 
 
 @backup.command()
@@ -442,13 +346,15 @@ def check(
     from gyroscope.backup import check as run_check
 
     report = run_check(
-        _open(repo, password_file, key_file), read_data=read_data, subset=_percent(read_data_subset)
+        open_repo(repo, password_file, key_file),
+        read_data=read_data,
+        subset=parse_percent(read_data_subset),
     )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     for error in report.errors:
         click.echo(f"error: {error}", err=True)
-    _emit(
+    emit(
         as_json,
         {
             "type": "summary",
@@ -464,24 +370,6 @@ def check(
     )
     if not report.ok:
         sys.exit(1)
-
-
-def _policy(keep: dict[str, int], within: str | None, tags: tuple[str, ...]) -> Any:
-    from gyroscope.backup import RetentionPolicy
-
-    return RetentionPolicy(**keep, within=_duration(within), tags=frozenset(tags))
-
-
-def _duration(value: str | None) -> timedelta | None:
-    if value is None:
-        return None
-    units = {"h": 3600, "d": 86400, "w": 604800, "m": 2592000, "y": 31536000}
-    try:
-        return timedelta(seconds=int(value[:-1]) * units[value[-1]])
-    except (KeyError, ValueError):
-        raise click.BadParameter(
-            f"expected a duration like 36h, 7d, 4w, 6m or 1y, got {value!r}"
-        ) from None
 
 
 @backup.command()
@@ -528,7 +416,7 @@ def forget(
     from gyroscope.backup import forget as run_forget
     from gyroscope.backup import prune as run_prune
 
-    repository = _open(repo, password_file, key_file)
+    repository = open_repo(repo, password_file, key_file)
     keep = {
         "last": keep_last,
         "hourly": keep_hourly,
@@ -538,38 +426,22 @@ def forget(
         "yearly": keep_yearly,
     }
     kept, removed, reasons = run_forget(
-        repository, _policy(keep, keep_within, keep_tag), dry_run=dry_run
+        repository, build_policy(keep, keep_within, keep_tag), dry_run=dry_run
     )
     for snap in kept:
-        _emit(
+        emit(
             as_json,
             {"type": "keep", "id": snap.id, "reasons": reasons[snap.id]},
             f"keep    {snap.short_id}  {snap.time:%Y-%m-%d %H:%M}  {','.join(reasons[snap.id])}",
         )
     for snap in removed:
-        _emit(
+        emit(
             as_json,
             {"type": "remove", "id": snap.id, "dry_run": dry_run},
             f"{'would remove' if dry_run else 'remove'}  {snap.short_id}  {snap.time:%Y-%m-%d %H:%M}",
         )
     if then_prune and not dry_run:
-        _print_prune(run_prune(repository), as_json)
-
-
-def _print_prune(stats: Any, as_json: bool) -> None:
-    _emit(
-        as_json,
-        {
-            "type": "prune",
-            "packs_deleted": stats.packs_deleted,
-            "packs_rewritten": stats.packs_rewritten,
-            "bytes_freed": stats.bytes_freed,
-            "deferred": stats.deferred,
-        },
-        f"prune: {stats.packs_deleted} packs deleted, {stats.packs_rewritten} rewritten, "
-        f"{stats.bytes_freed / 1e6:.1f} MB freed"
-        + (" (deferred: a backup was running)" if stats.deferred else ""),
-    )
+        print_prune(run_prune(repository), as_json)
 
 
 @backup.command()
@@ -593,8 +465,8 @@ def prune(
     """
     from gyroscope.backup import prune as run_prune
 
-    _print_prune(
-        run_prune(_open(repo, password_file, key_file), min_pack_age=min_pack_age), as_json
+    print_prune(
+        run_prune(open_repo(repo, password_file, key_file), min_pack_age=min_pack_age), as_json
     )
 
 
@@ -615,8 +487,8 @@ def drill(
     from gyroscope.backup._drill import restore_drill
 
     started = time.monotonic()
-    result = restore_drill(_open(repo, password_file, key_file), snapshot)
-    _emit(
+    result = restore_drill(open_repo(repo, password_file, key_file), snapshot)
+    emit(
         as_json,
         {"type": "summary", **result.as_dict()},
         f"drill of snapshot {result.snapshot[:8]}: {result.files} files, {result.bytes / 1e6:.1f} MB "
@@ -641,34 +513,9 @@ def unlock(repo: str, password_file: Path | None, key_file: Path | None) -> None
     """
     from gyroscope.backup import remove_stale_locks
 
-    click.echo(f"removed {remove_stale_locks(_open(repo, password_file, key_file))} stale lock(s)")
-
-
-def _load_section(config_file: Path) -> Any:
-    from gyroscope.backup import BackupConfig
-    from gyroscope.core import read_yaml, validate_config
-    from gyroscope.errors import ConfigError
-
-    data = read_yaml(config_file)
-    if not isinstance(data, dict) or "backup" not in data:
-        raise ConfigError("no backup: section", path=config_file)
-    try:
-        return validate_config(BackupConfig, data["backup"], config_file)
-    except ConfigError as exc:
-        raise ConfigError(
-            exc.message, path=config_file, key=f"backup.{exc.key}" if exc.key else "backup"
-        ) from None
-
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default="gyroscope.yaml",
-    show_default=True,
-    help="The file with the backup: section.",
-)
+    click.echo(
+        f"removed {remove_stale_locks(open_repo(repo, password_file, key_file))} stale lock(s)"
+    )
 
 
 @backup.command()
@@ -687,14 +534,14 @@ def run(job: str, config_file: Path, with_drill: bool, as_json: bool) -> None:
     """
     from gyroscope.backup import run_drill, run_job
 
-    section = _load_section(config_file)
+    section = load_section(config_file)
     chosen = next((j for j in section.jobs if j.name == job), None)
     if chosen is None:
         names = ", ".join(j.name for j in section.jobs) or "none"
         raise click.BadParameter(f"no job {job!r} in {config_file} (jobs: {names})")
     result = run_job(section, chosen)
     stats = result.stats
-    _emit(
+    emit(
         as_json,
         {"type": "summary", "job": job, "snapshot": result.snapshot.id, **stats.as_dict()},
         f"job {job}: snapshot {result.snapshot.short_id}, {stats.files} files, "
@@ -702,7 +549,7 @@ def run(job: str, config_file: Path, with_drill: bool, as_json: bool) -> None:
     )
     if with_drill:
         drill_result = run_drill(section, chosen)
-        _emit(
+        emit(
             as_json,
             {"type": "drill", **drill_result.as_dict()},
             f"drill: {'ok' if drill_result.ok else '; '.join(drill_result.problems[:3])}",
@@ -728,4 +575,4 @@ def serve(config_file: Path, listen: str) -> None:
     """
     from gyroscope.backup._serve import serve_alone
 
-    serve_alone(_load_section(config_file), listen)
+    serve_alone(load_section(config_file), listen)
