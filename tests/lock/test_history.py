@@ -97,5 +97,7 @@ async def test_recorded_run_of_four_processes_is_linearizable(url: str, tmp_path
             proc.kill()
     events = load_history(tmp_path / "history.jsonl")
     assert sum(e.op == "acquire_ok" for e in events) == 4 * rounds
-    assert sum(e.op == "write_ok" for e in events) == 4 * rounds
+    # a write is rejected only if its holder overran its lease (a loaded machine); the checker
+    # below proves every rejection was of a stale token
+    assert sum(e.op in ("write_ok", "write_rejected") for e in events) == 4 * rounds
     assert check_history(events) == []
