@@ -199,10 +199,21 @@ async def check_fifo_when_fair(make: MakeBackend) -> None:
         tasks = []
         for i in range(3):
             tasks.append(asyncio.create_task(wait_turn(i)))
-            await asyncio.sleep(0.4)  # each joins the queue before the next
+            await _until_waiting(b, name, i + 1)  # each joins the queue before the next
         await holder.release()
         await asyncio.wait_for(asyncio.gather(*tasks), PATIENCE * 2)
         assert order == [0, 1, 2], order
+
+
+async def _until_waiting(b: LockBackend, name: str, count: int) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PATIENCE
+    while loop.time() < deadline:
+        info = await b.inspect(name)
+        if info is not None and info.waiters >= count:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{count} waiters never queued on {name}")
 
 
 async def check_break_is_noticed(make: MakeBackend) -> None:
