@@ -84,7 +84,7 @@ class RoundRobin(Policy):
         key: int | None = None,
         exclude: Collection[Endpoint] = (),
     ) -> Endpoint | None:
-        eps = _usable(endpoints, exclude)
+        eps = _usable(endpoints, exclude) if exclude else endpoints
         if not eps:
             return None
         self._next += 1

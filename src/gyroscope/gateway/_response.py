@@ -7,7 +7,7 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-__all__ = ["HOP_BY_HOP", "error_body", "render_head"]
+__all__ = ["HOP_BY_HOP", "error_body", "render_head", "render_simple_head"]
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. (Framing is redone per hop.)
 HOP_BY_HOP = frozenset(
@@ -65,6 +65,16 @@ def render_head(
         parts += (b"x-request-id: ", request_id, b"\r\n")
     parts.append(b"\r\n")
     return b"".join(parts)
+
+
+def render_simple_head(
+    status: int, block: bytes, has_date: bool, keep_alive: bool, request_id: bytes
+) -> bytes:
+    """A head around a plain upstream header ``block`` that already carries Content-Length."""
+    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+    date = b"" if has_date else _date_header()
+    close = b"" if keep_alive else b"connection: close\r\n"
+    return b"%b%b%b%bx-request-id: %b\r\n\r\n" % (line, block, date, close, request_id)
 
 
 def error_body(status: int, message: str) -> bytes:

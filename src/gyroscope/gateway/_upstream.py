@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from gyroscope.gateway._head import simple_head
+
 if TYPE_CHECKING:
     from gyroscope.gateway._endpoint import Endpoint
     from gyroscope.gateway._exchange import Exchange
@@ -45,8 +47,10 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "keep_alive",
         "parser",
+        "parsing",
         "pool",
         "received",
+        "remaining",
         "transport",
         "uses",
     )
@@ -60,6 +64,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = True
         self.closed = False
         self.received = False  # any byte of the current response seen
+        # httptools holds part of the current response: the rest must go to it as well
+        self.parsing = False
+        # body bytes still to come of a response the fast path (``simple_head``) started
+        self.remaining = 0
         self.idle_since = 0.0
         self.uses = 0
 
@@ -85,23 +93,53 @@ class UpstreamConnection(asyncio.Protocol):
             self.abort()  # bytes nobody asked for: the connection is no longer in a known state
             return
         self.received = True
+        if self.remaining:
+            self._count_body(exchange, data)
+            return
+        if not self.parsing:
+            head = simple_head(data)
+            if head is not None and exchange.simple_response(self, head, data):
+                return
+        self._parse(exchange, data)
+
+    def _count_body(self, exchange: Exchange, data: bytes) -> None:
+        """Forward the rest of a Content-Length body the fast path started; complete at its end."""
+        remaining = self.remaining - len(data)
+        if remaining > 0:
+            self.remaining = remaining
+            exchange.response_body(data)
+            return
+        if remaining < 0:
+            data = data[: self.remaining]
+            self.keep_alive = False  # bytes after the answer: the connection's state is unknown
+        self.remaining = 0
+        exchange.response_body(data)
+        if self.exchange is exchange:
+            self.exchange = None
+            exchange.response_complete(self)
+
+    def _parse(self, exchange: Exchange, data: bytes) -> None:
+        """The full path: httptools, one callback per header (1xx, chunked, HEAD, odd heads)."""
+        self.parsing = True
         client = exchange.client
         client.corked = True
         try:
             self.parser.feed_data(data)
         except _StopParsing:
             self.parser = httptools.HttpResponseParser(self)
+            self.parsing = False
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _StopParsing):
                 self.parser = httptools.HttpResponseParser(self)
+                self.parsing = False
             else:
                 raise
         except httptools.HttpParserError as exc:
-            exchange = self.exchange
+            current = self.exchange
             self.exchange = None
             self.abort()
-            if exchange is not None:
-                exchange.upstream_garbage(self, str(exc))
+            if current is not None:
+                current.upstream_garbage(self, str(exc))
         finally:
             client.uncork()
 
@@ -138,7 +176,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self.parser.get_status_code()
         exchange = self.exchange
-        if exchange is None or status < 200:
+        if status < 200:
+            return
+        self.parsing = False  # at a message boundary again: the next answer may take the fast path
+        if exchange is None:
             return
         self.exchange = None
         exchange.response_complete(self)

@@ -1,0 +1,125 @@
+"""The fast path for plain upstream answers: what it accepts, what it leaves to httptools, and
+that answers taking it reach the client exactly as the full path would send them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from gyroscope.gateway._head import simple_head
+
+NGINX = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 26 Nov 2026 23:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}"
+)
+
+
+def test_a_plain_answer_is_forwarded_without_its_connection_header():
+    status, end, block, length, keep_alive, has_date = simple_head(NGINX)  # type: ignore[misc]
+    assert (status, length, keep_alive, has_date) == (200, 2, True, True)
+    assert NGINX[end:] == b"{}"
+    assert b"Connection" not in block
+    assert block.startswith(b"Server: nginx\r\n") and block.endswith(b"Content-Length: 2\r\n")
+
+
+def test_connection_close_is_seen_and_removed():
+    head = simple_head(b"HTTP/1.1 503 Busy\r\nconnection:  close \r\ncontent-length: 0\r\n\r\n")
+    assert head is not None
+    assert head[0] == 503 and head[3] == 0 and head[4] is False
+    assert head[2] == b"content-length: 0\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n",  # head not complete yet
+        b"HTTP/1.1 200 OK\r\n\r\nab",  # close-delimited body
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nab",  # HTTP/1.0 keep-alive rules
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nab",  # space before the colon
+        b"HTTP/1.1 200 OK\r\nX: a\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nX: \x00\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\n folded\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: close\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nTE: trailers\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nContent-Length: 2\r\n\r\nab",
+        b"SPAM SPAM SPAM\r\n\r\n",
+    ],
+)
+def test_anything_unusual_is_left_to_the_full_parser(data):
+    assert simple_head(data) is None
+
+
+async def test_fast_path_answer_matches_the_protocol(raw_upstream, gateway):
+    up = await raw_upstream(
+        b"HTTP/1.1 201 Created\r\nX-Up: 1\r\nContent-Length: 5\r\nConnection: keep-alive\r\n"
+        b"\r\nhello"
+    )
+    gw = await gateway([up], health={"enabled": False})
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(3):
+            r = await client.get("/", headers={"x-request-id": "mine"})
+            assert (r.status_code, r.content, r.headers["x-up"]) == (201, b"hello", "1")
+            assert r.headers["x-request-id"] == "mine"
+            assert "date" in r.headers and "connection" not in r.headers
+        head = await client.head("/")  # HEAD takes the full path: no body is waited for
+        assert head.status_code == 201 and head.content == b""
+    assert gw.endpoints[0].pool.opened == 1  # one connection, reused
+
+
+async def test_bytes_after_a_fast_path_answer_retire_the_connection(raw_upstream, gateway):
+    up = await raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloGARBAGE")
+    gw = await gateway([up], health={"enabled": False})
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(2):
+            r = await client.get("/")
+            assert (r.status_code, r.content) == (200, b"hello")
+    assert gw.endpoints[0].pool.opened == 2  # the first connection was not reused
+
+
+async def test_a_body_over_several_reads_is_counted_to_its_end(gateway):
+    body = bytes(range(256)) * 4096  # 1 MiB: many reads on the gateway's side
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+                for i in range(0, len(body), 65536):
+                    writer.write(body[i : i + 65536])
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await gateway(
+            health={"enabled": False}, backends=[{"name": "big", "address": f"127.0.0.1:{port}"}]
+        )
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+            for _ in range(2):
+                r = await client.get("/")
+                assert r.status_code == 200 and r.content == body
+        assert gw.endpoints[0].pool.opened == 1
+    finally:
+        server.close()
+
+
+async def test_a_fast_path_body_cut_short_aborts_the_client(raw_upstream, gateway):
+    up = await raw_upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this", close=True)
+    gw = await gateway([up], health={"enabled": False})
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        with pytest.raises(httpx.HTTPError):
+            await client.get("/")
