@@ -137,6 +137,28 @@ async def test_refuse_connections_then_listen_again(server: DemoServer) -> None:
         assert (await fresh.get("/health")).status_code == 200  # same port, listening again
 
 
+async def test_down_resets_open_connections_and_refuses_new_ones(server: DemoServer) -> None:
+    # What a monitor with a kept-alive scrape connection sees when a replica's process dies.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+        body = await set_faults(client, down=True, clear_after_s=1.0)
+    assert body["active"] == ["down"]
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # the idle connection was dropped
+    writer.close()
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as fresh:
+            await fresh.get("/health")
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+        while True:
+            try:
+                assert (await client.get("/health")).status_code == 200
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "the replica never came back"
+                await asyncio.sleep(0.05)
+
+
 async def test_clear_after_lifts_faults_by_itself(server: DemoServer) -> None:
     server.set_faults(refuse_connections=True, clear_after_s=0.3)
     deadline = time.monotonic() + 10

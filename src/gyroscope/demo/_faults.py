@@ -53,6 +53,9 @@ class Faults(StrictModel):
     """Stop listening: new connections are refused, open ones carry on; clearing listens again."""
     unhealthy: bool = False
     """``GET /health`` answers 503."""
+    down: bool = False
+    """The replica is gone, as if its process died: it stops listening and resets every open
+    connection (admin included, so pair it with ``clear_after_s`` to bring it back)."""
     clear_after_s: float = Field(default=0.0, ge=0.0, le=86_400.0)
     """When > 0, every fault is cleared this many seconds after being set (0: until cleared)."""
 
@@ -63,7 +66,14 @@ class Faults(StrictModel):
         for name in ("error_rate", "latency_ms", "token_delay_ms"):
             if getattr(self, name) > 0:
                 names.append(name)
-        for name in ("hang", "close_mid_stream", "crash", "refuse_connections", "unhealthy"):
+        for name in (
+            "hang",
+            "close_mid_stream",
+            "crash",
+            "refuse_connections",
+            "unhealthy",
+            "down",
+        ):
             if getattr(self, name):
                 names.append(name)
         return names

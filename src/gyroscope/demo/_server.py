@@ -7,7 +7,9 @@ Where each fault acts: ``error_rate``, ``latency_ms``, ``hang`` and ``close_mid_
 two completion endpoints only (the server's process is alive; its "GPU" misbehaves), so
 ``/health``, ``/metrics`` and ``/admin`` keep answering and a fault can always be cleared.
 ``unhealthy`` acts on ``/health``; ``token_delay_ms`` slows every decode step; ``refuse_connections``
-closes the listening socket; ``crash`` ends the process.
+closes the listening socket; ``down`` also resets every open connection, which is what clients and
+monitors see when a replica's process dies (and, unlike ``crash``, it spares the rest of a
+``gyro up`` daemon); ``crash`` ends the process.
 """
 
 from __future__ import annotations
@@ -161,17 +163,30 @@ class DemoServer(Service):
             self._clear_timer = None
         if faults.clear_after_s > 0 and faults.active():
             self._clear_timer = loop.call_later(faults.clear_after_s, self.clear_faults)
-        if faults.refuse_connections == self._http.listening:
+        if self._refusing(faults) == self._http.listening:
             task = loop.create_task(self.sync_listening())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        if faults.down:
+            # Let the answer to the request that set the fault leave first, then drop everything.
+            loop.call_later(0.05, self._reset_connections)
+
+    @staticmethod
+    def _refusing(faults: Faults) -> bool:
+        return faults.refuse_connections or faults.down
+
+    def _reset_connections(self) -> None:
+        if self._faults.down:
+            for conn in list(self._http.connections):
+                conn.abort()
 
     async def sync_listening(self) -> None:
         """Make the listening socket match ``refuse_connections`` (done after each change)."""
         async with self._listen_lock:
-            if self._faults.refuse_connections and self._http.listening:
+            refusing = self._refusing(self._faults)
+            if refusing and self._http.listening:
                 await self._http.stop_listening()
-            elif not self._faults.refuse_connections and not self._http.listening and self._started:
+            elif not refusing and not self._http.listening and self._started:
                 await self._http.start()  # same port: it is remembered after the first bind
 
     # -- HTTP -------------------------------------------------------------------------------------
