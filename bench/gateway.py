@@ -10,7 +10,10 @@ read from each proxy's own accounting. Then: the gateway's new upstream connecti
 measured rounds (steady state), and the delay the gateway adds to each SSE event against a direct
 connection (the upstream stamps each event with CLOCK_MONOTONIC, shared by every process here).
 
-    python bench/gateway.py [--rounds 5] [--seconds 5]
+    python bench/gateway.py [--rounds 5] [--seconds 5] [--floor]
+
+``--floor`` adds a fourth proxy to the rounds: bytes piped by uvloop with no HTTP parsing, the
+least CPU any Python proxy on uvloop can spend per request here.
 """
 
 from __future__ import annotations
@@ -126,6 +129,43 @@ asyncio.run(main())
 """
 
 
+# The floor for any Python proxy here: uvloop moving bytes between a client connection and one
+# upstream connection (chosen round robin per client connection), no HTTP parsing at all.
+BARE_PROXY = r"""
+import asyncio, itertools, socket, sys, uvloop
+PORT, UPS = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+turn = itertools.cycle(UPS)
+class Pipe(asyncio.Protocol):
+    def __init__(self, peer=None):
+        self.peer, self.transport, self.pending = peer, None, []
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.peer is None:
+            asyncio.get_running_loop().create_task(self.open())
+        else:
+            self.peer.peer = self
+            for data in self.peer.pending:
+                transport.write(data)
+    async def open(self):
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: Pipe(self), "127.0.0.1", next(turn))
+    def data_received(self, data):
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.write(data)
+        else:
+            self.pending.append(data)
+    def connection_lost(self, exc):
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+async def main():
+    server = await asyncio.get_running_loop().create_server(Pipe, "127.0.0.1", PORT)
+    async with server:
+        await server.serve_forever()
+uvloop.run(main())
+"""
+
+
 class Proc:
     """A process we started, in its own session so the whole group is stopped at the end."""
 
@@ -237,6 +277,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run a bare uvloop pass-through proxy (no HTTP parsing): the Python floor",
+    )
     args = parser.parse_args()
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="gyro-bench-gw-") as tmp_dir:
@@ -301,6 +346,15 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
     nginx = Proc("nginx", ["nginx", "-c", str(tmp / "proxy.conf"), "-p", str(tmp)], ng_port)
     procs.append(nginx)
     targets = [gyro, haproxy, nginx]
+    if args.floor:
+        bare_port = free_port()
+        bare = Proc(
+            "bare",
+            [sys.executable, "-c", BARE_PROXY, str(bare_port), *(str(p) for p in ups)],
+            bare_port,
+        )
+        procs.append(bare)
+        targets.append(bare)
 
     print(
         f"gateway benchmark: wrk -t1 -c{args.connections} -d{args.seconds}s GET, "
@@ -385,6 +439,9 @@ def report(
     }
     for name, (rps, lat, cpu) in med.items():
         print(f"  {name:<10} median {rps:,.0f} req/s, p99 {lat:.2f} ms, CPU {cpu:.1f} us/request")
+    if "bare" in results:
+        floor = [b[2] / h[2] for b, h in zip(results["bare"], results["haproxy"], strict=True)]
+        print(f"  bare pass-through (Python floor) CPU per request: {summary(floor)} HAProxy's")
     rps_ha, rps_ng = ratios(0, "haproxy"), ratios(0, "nginx")
     p99_ha = ratios(1, "haproxy")
     cpu_ha, cpu_ng = ratios(2, "haproxy"), ratios(2, "nginx")
