@@ -161,18 +161,65 @@ def test_port_in_use_is_one_line(
     assert "Traceback" not in result.stderr
 
 
-def test_demo_brings_up_three_replicas(gyro_cmd: list[str], clean_env: dict[str, str]) -> None:
-    ports = [7070, 8001, 8002, 8003]
+def test_demo_runs_the_whole_platform(gyro_cmd: list[str], clean_env: dict[str, str]) -> None:
+    """`gyro up --demo`: replicas behind the gateway, a monitor that fires when one dies, and logs."""
+    from gyroscope.platform._demo import DEMO_PORTS
+
+    ports = [p for k, p in DEMO_PORTS.items() if k != "replicas"] + [8001, 8002, 8003]
     for port in ports:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
-                pytest.fail(f"port {port} is taken; `gyro up --demo` needs 7070 and 8001-8003")
+                pytest.fail(f"port {port} is taken; `gyro up --demo` needs {sorted(ports)}")
     with gyro_up(gyro_cmd, clean_env, "--demo") as proc:
         text = read_until(proc, "Ctrl-C stops everything")
         assert "Try:" in text and "curl" in text
-        for port in ports[1:]:
-            models = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
-            assert models.status_code == 200
+        for port in (8001, 8002, 8003):
+            assert httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 200
+        chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        for _ in range(6):
+            reply = httpx.post("http://127.0.0.1:8080/v1/chat/completions", json=chat, timeout=10)
+            assert reply.status_code == 200
+            assert reply.json()["usage"]["completion_tokens"] == 4
+
+        # A replica dies: the monitor's rule fires, and the alert event reaches the log store.
+        down = httpx.post(
+            "http://127.0.0.1:8003/admin/faults",
+            json={"down": True, "clear_after_s": 60},
+            timeout=10,
+        )
+        assert down.status_code == 200
+        deadline = time.monotonic() + 40
+        while True:
+            alerts = httpx.get("http://127.0.0.1:9464/api/v2/alerts", timeout=10).json()
+            names = {a["labels"].get("alertname") for a in alerts}
+            if "DemoReplicaDown" in names:
+                break
+            assert time.monotonic() < deadline, f"DemoReplicaDown never fired: {alerts}"
+            time.sleep(0.5)
+        assert httpx.post(
+            "http://127.0.0.1:8080/v1/chat/completions", json=chat, timeout=10
+        ).is_success
+
+        deadline = time.monotonic() + 20
+        while True:
+            found = httpx.get(
+                "http://127.0.0.1:3100/loki/api/v1/query_range",
+                params={"query": '{job="gyro-monitor"} |= "DemoReplicaDown"', "limit": 10},
+                timeout=10,
+            ).json()
+            if found["data"]["result"]:
+                break
+            assert time.monotonic() < deadline, "the alert event never reached the log store"
+            time.sleep(0.5)
+
+        # The gateway's access log (the platform's own logging) is kept there too.
+        access = httpx.get(
+            "http://127.0.0.1:3100/loki/api/v1/query_range",
+            params={"query": '{job="gyroscope", logger="gateway"} |= "/v1/chat/completions"'},
+            timeout=10,
+        ).json()
+        assert access["data"]["result"], "the gateway's access log is not in the log store"
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
     assert os.path.isdir(clean_env["GYRO_DATA_DIR"])

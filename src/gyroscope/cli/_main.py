@@ -80,12 +80,15 @@ def cli(verbose: int) -> None:
     Every option can also be set through an environment variable: GYRO_<COMMAND>_<OPTION>,
     e.g. GYRO_UP_CONFIG=gyroscope.yaml. GYRO_DATA_DIR sets the data directory.
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # The level is set on the console handler, not only on the root logger, so that a log store
+    # attached later (gyro up with a logs: section) can take INFO records the console does not show.
+    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.setLevel(level)
 
 
 def main() -> None:

@@ -28,27 +28,47 @@ def _resolve(config_path: Path | None, demo: bool) -> tuple[GyroConfig, Path | N
     return load_config(config_path), config_path
 
 
+def _service_url(service: object) -> str:
+    for candidate in (service, getattr(service, "http", None)):
+        url = getattr(candidate, "url", None)
+        if url:
+            return str(url)
+    return str(getattr(service, "address", "") or "")
+
+
 def _announce(daemon: Daemon, source: str) -> None:
+    urls = {name: _service_url(service) for name, (_, service) in daemon.running.items()}
     lines = [f"gyroscope is up ({source}; data in {daemon.data_dir})", ""]
-    lines.append(f"  platform API   {daemon.api_url}/healthz   {daemon.api_url}/metrics")
-    urls: list[str] = []
-    for name, (_, service) in daemon.running.items():
-        url = getattr(service, "url", None) or getattr(service, "address", None)
-        lines.append(f"  {name:<14} {url or ''}")
-        if url and name.startswith("demo/"):
-            urls.append(str(url))
-    if urls:
-        body = '{"model":"demo-model","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+    lines.append(f"  {'platform API':<18} {daemon.api_url}/healthz   {daemon.api_url}/metrics")
+    lines += [f"  {name:<18} {url}" for name, url in urls.items()]
+    replicas = [url for name, url in urls.items() if name.startswith("demo/") and url]
+    entry = urls.get("gateway") or (replicas[0] if replicas else None)
+    if entry:
+        body = '{"messages":[{"role":"user","content":"Hello"}],"max_tokens":16,"stream":true}'
         lines += [
             "",
             "Try:",
-            f"  curl -sN {urls[0]}/v1/chat/completions -H 'content-type: application/json' \\",
+            f"  curl -sN {entry}/v1/chat/completions -H 'content-type: application/json' \\",
             f"       -d '{body}'",
-            f"  curl -s {urls[0]}/metrics | grep vllm:",
-            f"  gyro demo fault {urls[-1]} error_rate=0.5     # make one replica misbehave",
-            f"  curl -s {daemon.api_url}/healthz",
         ]
-    lines += ["", "Ctrl-C stops everything."]
+        if "gateway" in urls:
+            lines.append(
+                "  gyro gateway backends list                  # replicas behind the gateway"
+            )
+    if replicas:
+        lines.append(
+            f"  gyro demo fault {replicas[-1]} down=true clear_after_s=60   # a replica dies for 60 s"
+        )
+    if "monitor" in urls:
+        lines.append(
+            f"  gyro monitor alerts --url {urls['monitor']}   # DemoReplicaDown fires ~6 s later"
+        )
+    if "logs" in urls:
+        query = '{job="gyroscope"}'
+        lines.append(
+            f"  gyro logs query --url {urls['logs']} '{query}' --since 5m   # platform logs"
+        )
+    lines += [f"  curl -s {daemon.api_url}/healthz", "", "Ctrl-C stops everything."]
     click.echo("\n".join(lines))
     sys.stdout.flush()
 

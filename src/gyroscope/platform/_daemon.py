@@ -23,7 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -36,9 +36,14 @@ from gyroscope.platform._api import platform_handler
 from gyroscope.platform._config import GyroConfig, load_config
 from gyroscope.platform._registry import SpecBuilder, service_specs
 
+if TYPE_CHECKING:
+    from gyroscope.logs import LogServerHandler
+
 __all__ = ["Daemon", "serve"]
 
 log = logging.getLogger(__name__)
+
+LOG_SERVICE = "logs"  # the log server's service name (gyroscope.logs.build_services)
 
 
 class _ServiceHealth(Collector):
@@ -79,6 +84,7 @@ class Daemon:
         self._loader = loader
         self._datadir = DataDir(data_dir)
         self._api: HttpServer | None = None
+        self._log_handler: LogServerHandler | None = None
         self._stopping: asyncio.Event | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._started_at = time.time()
@@ -105,6 +111,7 @@ class Daemon:
         self._datadir.open()
         try:
             await self._apply(self._build(self.config, self.data_dir))
+            self._connect_log_store()
             host, port = parse_host_port(self.config.platform.listen)
             self._api = HttpServer(platform_handler(self), host=host, port=port, name="platform")
             await self._api.start()
@@ -129,6 +136,7 @@ class Daemon:
         if self._api is not None:
             await self._api.stop(grace=min(1.0, grace))
             self._api = None
+        await self._disconnect_log_store()
         for name in reversed(list(self.running)):
             _, service = self.running.pop(name)
             await self._stop_service(service, max(0.1, deadline - time.monotonic()))
@@ -154,12 +162,15 @@ class Daemon:
             if config.platform != self.config.platform:
                 log.warning("the platform section changed; restart the daemon to apply it")
             try:
+                await self._disconnect_log_store()
                 await self._apply(specs)
             except GyroscopeError as exc:
                 self.last_reload_error = str(exc)
                 log.error("reload failed while applying: %s", exc)
                 self._reloads.labels("failed").inc()
                 return False
+            finally:
+                self._connect_log_store()
             self.config = config.model_copy(update={"platform": self.config.platform})
             self.last_reload_error = None
             self._reloads.labels("ok").inc()
@@ -187,6 +198,37 @@ class Daemon:
             await service.start()
             self.running[spec.name] = (spec, service)
             log.info("started %s", spec.name)
+
+    def _connect_log_store(self) -> None:
+        """Keep the platform's own logs (and the gateway's access log) in its log server, if any.
+
+        Only ``gyroscope.*`` loggers go there, at INFO; the console keeps its own level.
+        """
+        running = self.running.get(LOG_SERVICE)
+        if running is None:
+            return
+        from gyroscope.logs import LogServerHandler
+
+        handler = LogServerHandler(running[1], {"job": "gyroscope"})  # type: ignore[arg-type]
+        handler.setLevel(logging.INFO)
+        handler.bind(asyncio.get_running_loop())
+        root = logging.getLogger("gyroscope")
+        root.addHandler(handler)
+        if root.getEffectiveLevel() > logging.INFO:
+            root.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    async def _disconnect_log_store(self) -> None:
+        """Detach the handler, giving what it still holds a moment to reach the store."""
+        handler, self._log_handler = self._log_handler, None
+        if handler is None:
+            return
+        logging.getLogger("gyroscope").removeHandler(handler)
+        for _ in range(50):
+            if not handler.pending():
+                break
+            await asyncio.sleep(0.02)
+        handler.close()
 
     async def _stop_service(self, service: Service, grace: float) -> None:
         try:
