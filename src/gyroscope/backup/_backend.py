@@ -139,13 +139,19 @@ class LocalBackend:
         return list(self._walk(base))
 
     def _walk(self, directory: Path) -> Iterator[ObjectInfo]:
-        for entry in os.scandir(directory):
-            if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                st = entry.stat(follow_symlinks=False)
-                rel = os.path.relpath(entry.path, self.root)
-                yield ObjectInfo(rel, st.st_size, st.st_mtime)
+        with os.scandir(directory) as entries:
+            found = list(entries)
+        for entry in found:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._walk(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    yield ObjectInfo(
+                        os.path.relpath(entry.path, self.root), st.st_size, st.st_mtime
+                    )
+            except FileNotFoundError:
+                continue  # a temporary file renamed or removed while we listed
 
     def delete(self, name: str) -> None:
         try:
