@@ -122,3 +122,69 @@ def test_prune_defers_when_a_snapshot_appears_meanwhile(
     assert stats.deferred and stats.packs_deleted == 0
     assert check(repo, read_data=True).ok
     assert restore(repo, list_snapshots(repo)[0], tmp_path / "out").errors == []
+
+
+def test_concurrent_backups_do_not_block_each_other(repo: Repository, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gyroscope.backup import Secret
+
+    from .conftest import PASSWORD, make_tree
+
+    sources = [make_tree(tmp_path / f"src{i}", seed=i) for i in range(3)]
+    repos = [Repository.open(repo.location, Secret(password=PASSWORD)) for _ in sources]
+    with ThreadPoolExecutor(3) as pool:
+        results = list(
+            pool.map(lambda pair: backup(pair[0], [str(pair[1])]), zip(repos, sources, strict=True))
+        )
+    assert len({r.snapshot.id for r in results}) == 3
+    assert live_locks(repo) == []
+    assert check(repo, read_data=True).ok
+    for result, src in zip(results, sources, strict=True):
+        out = tmp_path / f"out-{result.snapshot.short_id}"
+        assert restore(repo, result.snapshot, out).errors == []
+        assert snapshot_of(out / str(src).lstrip("/")) == snapshot_of(src)
+
+
+def test_prune_refused_while_a_frozen_backup_holds_its_lock(
+    repo: Repository, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import PASSWORD
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        (src / f"f{i}").write_bytes(os.urandom(2 << 20))
+    script = (
+        "import sys, time\n"
+        "from gyroscope.backup import Repository, Secret, backup\n"
+        "repo = Repository.open(sys.argv[1], Secret(password=sys.argv[3].encode()))\n"
+        "write = repo.backend.write\n"
+        "def slow(name, data):\n"
+        "    time.sleep(0.3)\n"
+        "    write(name, data)\n"
+        "repo.backend.write = slow\n"
+        "backup(repo, [sys.argv[2]])\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, repo.location, str(src), PASSWORD.decode()]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not live_locks(repo):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGSTOP)  # frozen mid-backup: its lock is still fresh
+        with pytest.raises(RepositoryLockedError):
+            prune(repo, min_pack_age=0)
+        proc.send_signal(signal.SIGCONT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert check(repo, read_data=True).ok
+    assert len(list_snapshots(repo)) == 1
