@@ -2,7 +2,7 @@
 
 >>> head = Head(7)
 >>> head.ts.append(1000); head.values.append(1.0); head.last = 1000
->>> [len(body) for body in log_records([head], [])]   # one sample: 5-byte header + 24 bytes
+>>> [len(body) for body in log_records([head])]   # one sample: 5-byte header + 24 bytes
 [29]
 >>> head.logged
 1
@@ -13,8 +13,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable
 
-from gyroscope.monitor._exposition import Labels
-from gyroscope.monitor._wal import sample_records, series_record
+from gyroscope.monitor._wal import sample_records
 
 __all__ = ["NEVER", "Head", "log_records", "snapshot_records"]
 
@@ -38,14 +37,14 @@ class Head:
         self.logged = 0  # how many of ts/values are in the head log
 
 
-def log_records(dirty: Iterable[Head], new_series: list[tuple[int, Labels]]) -> list[bytes]:
-    """Records for new series and for the samples of ``dirty`` heads not logged yet.
+def log_records(dirty: Iterable[Head]) -> list[bytes]:
+    """Records for the samples of ``dirty`` heads not logged yet.
 
     Marks them logged. A head may be listed more than once; the common case (one new sample per
     head per commit) costs three array appends. Should the write fail, setting ``logged = 0``
     logs them again next time: replay skips samples it already has, so repeats are harmless.
     """
-    bodies = [series_record(sid, labels) for sid, labels in new_series]
+    bodies: list[bytes] = []
     sids: array[int] = array("q")
     ts: array[int] = array("q")
     vs: array[float] = array("d")

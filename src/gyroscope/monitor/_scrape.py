@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from array import array
 from dataclasses import dataclass, field
 
 import httpx
@@ -47,12 +48,17 @@ def ingest_text(
     A line that is not the exposition format raises ``ScrapeError`` and takes back what this
     scrape had appended: a target answering garbage stores nothing. The hot path is a steady
     target: a ``series value`` line whose series text was seen before costs one split, one dict
-    lookup, one ``float()`` and two array appends; everything else goes through ``_slow_line``.
+    lookup, one ``float()`` and four array appends (two for the head log, so ``commit()`` need
+    not walk the heads again); everything else goes through ``_slow_line``.
     """
     get = state.ids.get
     size = db.chunk_samples
     touched: list[Head] = []
     touch = touched.append
+    late: list[Head] = []  # heads with older unlogged samples: commit() logs them in order
+    log_sids: array[int] = array("q")
+    log_values: array[float] = array("d")
+    log_sid, log_value = log_sids.append, log_values.append
     stamped: list[tuple[int, int, float]] = []
     number = 0
     try:
@@ -66,17 +72,28 @@ def ingest_text(
                     head.values.append(value)
                     head.last = t_ms
                     touch(head)
-                    if len(head.ts) == size:
+                    n = len(head.ts)
+                    if head.logged == n - 1:
+                        head.logged = n
+                        log_sid(head.sid)
+                        log_value(value)
+                    else:
+                        late.append(head)
+                    if n == size:
                         db.mark_full(head)
             elif line and line[0] != "#":
+                before = len(touched)
                 _slow_line(line, db, state, extra, t_ms, touched, stamped)
+                if len(touched) > before:  # a new series: commit() logs it after its record
+                    late.append(touched[-1])
     except ValueError as exc:
         db.rollback(touched, t_ms)
         raise ScrapeError(
             f"not the Prometheus text format: {exc}", target=target, line=number
         ) from None
     db.appended += len(touched)
-    db.touch(touched)  # the next commit() logs them
+    db.log_scrape(t_ms, log_sids, log_values, touched)
+    db.touch(late)
     seen = set(touched)
     for sid, stamp, value in stamped:
         if db.append_id(sid, stamp, value):

@@ -44,7 +44,7 @@ from gyroscope.monitor._chunks import decode_chunk, encode_chunk
 from gyroscope.monitor._downsample import downsample_chunks
 from gyroscope.monitor._exposition import Labels
 from gyroscope.monitor._head import NEVER, Head, log_records, snapshot_records
-from gyroscope.monitor._wal import HeadLog, Record, SeriesRecord
+from gyroscope.monitor._wal import HeadLog, Record, SeriesRecord, sample_records, series_record
 
 __all__ = ["NEVER", "TSDB", "Head", "Matcher", "SeriesData", "match_labels"]
 
@@ -122,6 +122,8 @@ class TSDB:
         self.corrupt_chunks = 0
         self._dirty: list[Head] = []  # heads appended to since the last commit (may repeat)
         self._new_series: list[tuple[int, Labels]] = []
+        self._pending: list[bytes] = []  # head log records built by the scrape path
+        self._pending_heads: list[Head] = []
         self.wal_checkpoint_bytes = wal_checkpoint_bytes
         self._checkpointed = 0  # size of the log right after its last rewrite
         self.wal_replayed = 0
@@ -260,12 +262,29 @@ class TSDB:
             head.logged = 0
 
     # -- the head log ------------------------------------------------------------------------------
+    def log_scrape(
+        self, t_ms: int, sids: array[int], values: array[float], heads: list[Head]
+    ) -> None:
+        """Samples the scrape hot path appended at ``t_ms`` and already marked logged.
+
+        They are written with the next ``commit()``, before other heads' records (which can only
+        hold newer samples of the same series).
+        """
+        if self._wal is not None and sids:
+            ts = array("q", [t_ms]) * len(sids)
+            self._pending += sample_records(sids, ts, values)
+            self._pending_heads += heads
+
     def _log(self) -> None:
         dirty, self._dirty = self._dirty, []
         new, self._new_series = self._new_series, []
-        if self._wal is None or not (dirty or new):
+        pending, self._pending = self._pending, []
+        pending_heads, self._pending_heads = self._pending_heads, []
+        if self._wal is None or not (dirty or new or pending):
             return
-        bodies = log_records(dirty, new)
+        bodies = [series_record(sid, labels) for sid, labels in new]  # before their samples
+        bodies += pending
+        bodies += log_records(dirty)
         if not bodies:
             return
         try:
@@ -276,9 +295,10 @@ class TSDB:
                 log.error(
                     "%s: cannot write the head log (%d times): %s", self.path, self.wal_errors, exc
                 )
-            for head in dirty:
+            again = dirty + pending_heads
+            for head in again:
                 head.logged = 0
-            self._dirty = dirty + self._dirty
+            self._dirty = again + self._dirty
             self._new_series = new + self._new_series
 
     def _sync_chunks(self) -> None:
