@@ -170,7 +170,7 @@ async def test_labels_values_metric_and_errors(client: httpx.AsyncClient) -> Non
     resp = await client.get("/loki/api/v1/query_range", params={"query": '{a="b"} |~ "("'})
     assert resp.status_code == 400 and "regular expression" in resp.json()["error"]["message"]
     resp = await client.get("/loki/api/v1/tail", params={"query": '{a="b"}'})
-    assert resp.status_code == 501
+    assert resp.status_code == 400 and "WebSocket" in resp.json()["error"]["message"]
 
 
 async def test_batch_key_makes_retries_idempotent(client: httpx.AsyncClient) -> None:

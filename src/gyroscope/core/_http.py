@@ -4,6 +4,9 @@ The demo model server, the platform API and the fault proxy's control API all se
 this module. It parses with httptools (the parser uvicorn uses), keeps connections alive, answers
 pipelined requests in order, streams chunked bodies (SSE) with back-pressure, and cancels a
 request's handler the moment its client goes away, so simulated work (a GPU slot) is freed at once.
+A handler may upgrade a request to a WebSocket by returning a ``WebSocketResponse`` (see
+``_websocket.py``: the kernel checks the handshake, wsproto handles the frames). Other upgrade
+requests (``h2c``) are answered as plain HTTP/1.1 and the connection is closed.
 
 >>> async def hello(request: Request) -> Response:
 ...     return Response.text("hello\\n")
@@ -27,9 +30,25 @@ from urllib.parse import parse_qs
 
 import httptools
 
+from gyroscope.core._websocket import (
+    WebSocket,
+    WebSocketResponse,
+    accept_head,
+    handshake_problem,
+    is_websocket,
+)
 from gyroscope.errors import AddressInUseError, ServiceError
 
-__all__ = ["Connection", "Handler", "HttpServer", "Request", "Response", "StreamResponse"]
+__all__ = [
+    "Connection",
+    "Handler",
+    "HttpServer",
+    "Request",
+    "Response",
+    "StreamResponse",
+    "WebSocket",
+    "WebSocketResponse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +65,23 @@ def _date_header() -> bytes:
 
 
 class Request:
-    """One parsed HTTP request. Header names are lower-case."""
+    """One parsed HTTP request. Header names are lower-case.
 
-    __slots__ = ("body", "client", "conn", "headers", "method", "path", "query", "version")
+    ``websocket`` is true when the request is a WebSocket handshake the kernel has checked: the
+    handler may answer it with a ``WebSocketResponse``.
+    """
+
+    __slots__ = (
+        "body",
+        "client",
+        "conn",
+        "headers",
+        "method",
+        "path",
+        "query",
+        "version",
+        "websocket",
+    )
 
     def __init__(
         self,
@@ -68,6 +101,7 @@ class Request:
         self.version = version
         self.conn = conn
         self.client = conn.peer
+        self.websocket = False
 
     def json(self) -> Any:
         """The body decoded as JSON; raises ``ValueError`` when it is not."""
@@ -126,7 +160,7 @@ class StreamResponse:
         self.headers = headers or []
 
 
-Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+Handler = Callable[[Request], Awaitable[Response | StreamResponse | WebSocketResponse]]
 
 
 class _BadRequest(Exception):
@@ -169,6 +203,9 @@ class Connection(asyncio.Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._reading = True
         self._broken = False  # a protocol error was seen: parse nothing more
+        self._upgraded = b""  # bytes that followed an upgrade request, before we answered it
+        self._upgrading = False
+        self.websocket: WebSocket | None = None
         self.closed = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -188,17 +225,29 @@ class Connection(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(ConnectionResetError("client disconnected"))
             self._writable.exception()  # retrieved here so nobody logs it when no one awaits
+        if self.websocket is not None:
+            self.websocket.connection_lost()
 
     def data_received(self, data: bytes) -> None:
         self._cancel_idle_timer()
+        if self.websocket is not None:
+            self.websocket.feed(data)
+            return
+        if self._upgrading:  # frames sent before our 101: kept for the WebSocket (bounded)
+            self._upgraded += data
+            if len(self._upgraded) > self._server.max_header_bytes:
+                self._fail(400, "data after an upgrade request before it was answered")
+            return
         if self._broken:
             return
         try:
             self._parser.feed_data(data)
         except _BadRequest as exc:
             self._fail(exc.status, str(exc))
-        except httptools.HttpParserUpgrade:
-            self._fail(501, "protocol upgrade is not supported")
+        except httptools.HttpParserUpgrade as exc:
+            # The upgrade request itself is queued already; the rest of the bytes are not HTTP.
+            self._upgrading = True
+            self._upgraded = data[exc.args[0] :] if exc.args else b""
         except httptools.HttpParserError as exc:
             # httptools wraps what a callback raised; our own refusals keep their status.
             inner = exc.__context__
@@ -324,6 +373,14 @@ class Connection(asyncio.Protocol):
 
     async def _respond(self, request: Request, keep_alive: bool) -> bool:
         """Answer one request; returns whether the connection stays open."""
+        if is_websocket(request.headers):
+            problem = handshake_problem(request.method, request.headers)
+            if problem is not None:
+                self._reject(*problem)
+                return False
+            request.websocket = True
+        if self._upgrading:
+            keep_alive = False  # after an upgrade request the connection speaks HTTP no more
         try:
             response = await self._server.handler(request)
         except asyncio.CancelledError:
@@ -337,6 +394,12 @@ class Connection(asyncio.Protocol):
             if isinstance(response, StreamResponse):
                 await _aclose(response.chunks)
             return False
+        if isinstance(response, WebSocketResponse):
+            if request.websocket:
+                await self._websocket(request, response)
+                return False
+            response = Response.error(426, "this endpoint speaks WebSocket (Upgrade: websocket)")
+            response.headers.append(("upgrade", "websocket"))
         keep_alive = keep_alive and not self._server.draining  # a stop began meanwhile
         head_only = request.method == "HEAD"
         if isinstance(response, Response):
@@ -380,6 +443,50 @@ class Connection(asyncio.Protocol):
             self.transport.write(b"0\r\n\r\n")
             if not keep_alive:
                 self.close()
+
+    async def _websocket(self, request: Request, response: WebSocketResponse) -> None:
+        assert self.transport is not None
+        transport = self.transport
+        self.transport.write(accept_head(request.headers, response.headers))
+        ws = WebSocket(
+            transport.write,
+            self._drain,
+            self.close,
+            self._cancel_session,
+            max_message=self._server.max_body_bytes,
+            pause_reading=self._pause_ws_reading,
+        )
+        self.websocket = ws
+        pending, self._upgraded = self._upgraded, b""
+        if pending:
+            ws.feed(pending)
+        try:
+            await response.session(ws)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("%s: WebSocket session failed for %s", self._server.name, request.path)
+            ws.close_now(1011, "internal server error")
+            return
+        await ws.close(1000)
+
+    async def _drain(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            await self._writable
+
+    def _cancel_session(self) -> None:
+        """The client closed its WebSocket: stop the session, as for a client that hung up."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _pause_ws_reading(self, pause: bool) -> None:
+        if self.transport is None or self.closed or pause != self._reading:
+            return
+        self._reading = not pause
+        if pause:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
 
     def _head(
         self, status: int, headers: list[tuple[str, str]], length: int | None, keep_alive: bool
@@ -523,6 +630,8 @@ class HttpServer:
         for conn in list(self.connections):
             if conn.idle:
                 conn.close()
+            elif conn.websocket is not None:
+                conn.websocket.close_now(1001, "server shutting down")
         self._all_closed.clear()
         if self.connections:
             with contextlib.suppress(TimeoutError):

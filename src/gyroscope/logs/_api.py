@@ -2,9 +2,9 @@
 
 Loki compatibility: ``/loki/api/v1/push`` (JSON body; gzip accepted), ``query_range``, ``query``,
 ``labels``, ``label/<name>/values`` and ``/ready`` answer in Loki's JSON shapes, so Grafana's Loki
-data source and JSON-speaking shippers work unchanged. Live tail is ``/api/logs/tail``: newline
-delimited JSON over a chunked response (Loki's WebSocket ``/loki/api/v1/tail`` is not offered: it
-answers 501 saying so).
+data source and JSON-speaking shippers work unchanged. Live tail is Loki's WebSocket
+``/loki/api/v1/tail`` (Grafana's live mode; see ``_tail.py``) and ``/api/logs/tail``: newline
+delimited JSON over a chunked response, for curl.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gyroscope.core import Request, Response, StreamResponse, metrics_response
+from gyroscope.core._websocket import WebSocketResponse
 from gyroscope.logs._errors import BadInputError, LogStoreError, QuerySyntaxError
 from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_time
 from gyroscope.logs._logql import LogQuery, MetricQuery, parse_query, parse_selector
@@ -26,6 +27,7 @@ from gyroscope.logs._lokipb import parse_loki_protobuf
 from gyroscope.logs._proofs import consistency_proof, inclusion_proof
 from gyroscope.logs._query import run_log_query, run_metric_query, stream_matcher
 from gyroscope.logs._scrub import verify_store
+from gyroscope.logs._tail import LokiTail, lines_since
 
 if TYPE_CHECKING:
     from gyroscope.logs._service import LogServer
@@ -67,8 +69,10 @@ class LogApi:
 
     def __init__(self, server: LogServer) -> None:
         self.server = server
+        self.live_tails = 0  # open WebSocket tails
         self.routes: dict[
-            tuple[str, str], Callable[[Request], Awaitable[Response | StreamResponse]]
+            tuple[str, str],
+            Callable[[Request], Awaitable[Response | StreamResponse | WebSocketResponse]],
         ] = {
             ("POST", "/api/logs/push"): self.push_lines,
             ("POST", "/loki/api/v1/push"): self.push_loki,
@@ -87,7 +91,7 @@ class LogApi:
             ("GET", "/metrics"): self.metrics,
         }
 
-    async def __call__(self, req: Request) -> Response | StreamResponse:
+    async def __call__(self, req: Request) -> Response | StreamResponse | WebSocketResponse:
         token = self.server.config.token
         if token and not hmac.compare_digest(
             req.headers.get("authorization", ""), f"Bearer {token}"
@@ -198,11 +202,25 @@ class LogApi:
         values = sorted({lb[name] for lb in self._streams(req) if name in lb})
         return Response.json({"status": "success", "data": values})
 
-    async def loki_tail(self, req: Request) -> Response:
-        return Response.error(
-            501,
-            "the WebSocket tail is not offered; use GET /api/logs/tail?query=... (NDJSON stream)",
-        )
+    async def loki_tail(self, req: Request) -> WebSocketResponse:
+        """Loki's live tail: everything is checked here, so a bad request is a 400, not a close."""
+        q = parse_query(_param(req, "query"))
+        if not isinstance(q, LogQuery):
+            raise QuerySyntaxError("tail takes a log query, not a metric query")
+        now = time.time_ns()
+        start = parse_time(_param(req, "start") or None, where="start", default=now - _HOUR)
+        limit = _int_param(req, "limit", 100)
+        delay = _int_param(req, "delay_for", 0)
+        if not 0 <= delay <= 5:
+            raise BadInputError(f"delay_for must be 0..5 seconds, got {delay}")
+        if limit < 0:
+            raise BadInputError(f"limit must be >= 0, got {limit}")
+        if not req.websocket:
+            raise BadInputError(
+                "/loki/api/v1/tail is a WebSocket endpoint (or use GET /api/logs/tail for NDJSON)"
+            )
+        tail = LokiTail(self.server, q, start_ns=start, limit=limit, delay_s=delay)
+        return WebSocketResponse(tail.run)
 
     async def tail(self, req: Request) -> StreamResponse:
         q = parse_query(_param(req, "query"))
@@ -227,7 +245,7 @@ class LogApi:
             upto = store.next_seq
             if upto == seen:
                 continue
-            lines = await asyncio.to_thread(_since, store, q, seen)
+            lines = await asyncio.to_thread(lines_since, store, q, seen)
             seen = upto
             for ln in lines:
                 yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
@@ -286,17 +304,3 @@ def _ndjson(seq: int, ts_ns: int, labels: dict[str, str], line: str) -> bytes:
     return (
         json.dumps({"seq": seq, "ts": str(ts_ns), "labels": labels, "line": line}).encode() + b"\n"
     )
-
-
-def _since(store: Any, q: LogQuery, seen: int) -> list[Any]:
-    """Matching lines with sequence numbers >= ``seen``, oldest first (newest segments are read first,
-    and reading stops at the first older record)."""
-    from gyroscope.logs._query import matching
-
-    out = []
-    for ln in matching(store, q, 0, 2**63 - 1, True):
-        if ln.seq < seen:
-            break
-        out.append(ln)
-    out.reverse()
-    return out

@@ -207,6 +207,7 @@ class LogServer(Service):
             "ingested_bytes": s.appended_bytes,
             "ingest_lines_per_second": self.ingest_rate(),
             "group_commits": self.committer.batches if self.committer else 0,
+            "live_tails": self.api.live_tails,
             "damaged_regions": [str(d) for d in s.damage],
             "checkpoint": cp.as_dict() if cp else None,
             "verify": self.last_verify.as_dict() if self.last_verify else None,
