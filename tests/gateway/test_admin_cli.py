@@ -217,7 +217,9 @@ async def test_workers_share_the_port_and_admin_changes_reach_every_worker(demos
 
 async def test_metrics_and_health_through_the_admin_port(demos, gateway):
     servers = await demos(2)
-    gw = await gateway(servers)
+    # Health checks with room for a loaded machine: this test reads a snapshot of "all healthy",
+    # which the fixture's 0.5 s check timeout could flip under load (it failed once that way).
+    gw = await gateway(servers, health={"interval": 0.2, "timeout": 3.0, "rise": 1, "fall": 3})
     async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
         for _ in range(4):
             await client.post("/v1/chat/completions", json=CHAT)
