@@ -12,8 +12,9 @@ connection (the upstream stamps each event with CLOCK_MONOTONIC, shared by every
 
     python bench/gateway.py [--rounds 5] [--seconds 5] [--floor]
 
-``--floor`` adds a fourth proxy to the rounds: bytes piped by uvloop with no HTTP parsing, the
-least CPU any Python proxy on uvloop can spend per request here.
+``--floor`` adds two floors to the rounds: ``bare`` pipes bytes with uvloop (no HTTP at all) and
+``min-http`` finds message ends with httptools and forwards bytes as received (no header
+rewriting, metrics or timeouts): what any Python proxy on uvloop must spend per request here.
 """
 
 from __future__ import annotations
@@ -160,6 +161,58 @@ class Pipe(asyncio.Protocol):
             self.peer.transport.close()
 async def main():
     server = await asyncio.get_running_loop().create_server(Pipe, "127.0.0.1", PORT)
+    async with server:
+        await server.serve_forever()
+uvloop.run(main())
+"""
+
+# The floor for an HTTP-aware Python proxy: httptools finds where each request and response ends
+# (one callback per message, no per-header work), bytes are forwarded as received over a LIFO
+# keep-alive pool per upstream, round robin per request. No header rewriting, metrics or timeouts.
+MIN_HTTP_PROXY = r"""
+import asyncio, itertools, socket, sys, httptools, uvloop
+PORT, UPS = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+pools = {p: [] for p in UPS}
+turn = itertools.cycle(UPS)
+def nodelay(t):
+    t.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class Up(asyncio.Protocol):
+    def __init__(self, port):
+        self.port, self.client, self.parser = port, None, httptools.HttpResponseParser(self)
+    def connection_made(self, t):
+        self.t = t
+        nodelay(t)
+    def data_received(self, data):
+        self.client.t.write(data)
+        self.parser.feed_data(data)
+    def on_message_complete(self):
+        self.client = None
+        pools[self.port].append(self)
+class Client(asyncio.Protocol):
+    def __init__(self):
+        self.parser, self.buf = httptools.HttpRequestParser(self), []
+    def connection_made(self, t):
+        self.t = t
+        nodelay(t)
+    def data_received(self, data):
+        self.buf.append(data)
+        self.parser.feed_data(data)
+    def on_message_complete(self):
+        data, self.buf = b"".join(self.buf), []
+        port = next(turn)
+        if pools[port]:
+            up = pools[port].pop()
+            up.client = self
+            up.t.write(data)
+        else:
+            asyncio.get_running_loop().create_task(self.connect(port, data))
+    async def connect(self, port, data):
+        loop = asyncio.get_running_loop()
+        _, up = await loop.create_connection(lambda: Up(port), "127.0.0.1", port)
+        up.client = self
+        up.t.write(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", PORT)
     async with server:
         await server.serve_forever()
 uvloop.run(main())
@@ -347,14 +400,11 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
     procs.append(nginx)
     targets = [gyro, haproxy, nginx]
     if args.floor:
-        bare_port = free_port()
-        bare = Proc(
-            "bare",
-            [sys.executable, "-c", BARE_PROXY, str(bare_port), *(str(p) for p in ups)],
-            bare_port,
-        )
-        procs.append(bare)
-        targets.append(bare)
+        for name, script in (("bare", BARE_PROXY), ("min-http", MIN_HTTP_PROXY)):
+            port = free_port()
+            floor = Proc(name, [sys.executable, "-c", script, str(port), *map(str, ups)], port)
+            procs.append(floor)
+            targets.append(floor)
 
     print(
         f"gateway benchmark: wrk -t1 -c{args.connections} -d{args.seconds}s GET, "
@@ -439,9 +489,10 @@ def report(
     }
     for name, (rps, lat, cpu) in med.items():
         print(f"  {name:<10} median {rps:,.0f} req/s, p99 {lat:.2f} ms, CPU {cpu:.1f} us/request")
-    if "bare" in results:
-        floor = [b[2] / h[2] for b, h in zip(results["bare"], results["haproxy"], strict=True)]
-        print(f"  bare pass-through (Python floor) CPU per request: {summary(floor)} HAProxy's")
+    for name in ("bare", "min-http"):
+        if name in results:
+            rel = [f[2] / h[2] for f, h in zip(results[name], results["haproxy"], strict=True)]
+            print(f"  {name} (a floor, not a gateway) CPU per request: {summary(rel)} HAProxy's")
     rps_ha, rps_ng = ratios(0, "haproxy"), ratios(0, "nginx")
     p99_ha = ratios(1, "haproxy")
     cpu_ha, cpu_ng = ratios(2, "haproxy"), ratios(2, "nginx")
