@@ -33,7 +33,9 @@ __all__ = [
     "decode",
     "encode",
     "encode_batch",
+    "frame_batch",
     "leaf_hash",
+    "leaf_hashes",
 ]
 
 FRAME = struct.Struct("<II")
@@ -43,6 +45,7 @@ FLAG_BATCH_END = 2  # the last record of an append batch; recovery keeps whole b
 MAX_LINE_BYTES = 256 * 1024
 MAX_FRAME = MAX_LINE_BYTES + 64 * 1024
 _TS_LABELS = struct.Struct("<qH")
+_LEAF = struct.Struct("<BqH")  # the 0x00 leaf prefix, ts_ns, labels_len
 _sha256 = hashlib.sha256
 
 
@@ -100,29 +103,51 @@ def encode(
     return FRAME.pack(len(payload), crc32c.crc32c(payload)) + payload
 
 
+def frame_batch(
+    first: int, ts: list[int], labels: list[bytes], lines: list[bytes], key: bytes
+) -> tuple[bytes, list[int]]:
+    """Frame a whole batch: (bytes, frame sizes). The last record carries the batch-end flag and
+    ``key``. This is the ingest hot loop: one header pack, one CRC and one join per record."""
+    pack, pack_frame, crc = PAYLOAD.pack, FRAME.pack, crc32c.crc32c
+    parts: list[bytes] = []
+    sizes: list[int] = []
+    add, size = parts.append, sizes.append
+    seq = first
+    last = len(ts) - 1
+    for t, lab, line in zip(ts[:last], labels[:last], lines[:last], strict=True):
+        payload = pack(0, seq, t, len(lab), 0) + lab + line
+        n = len(payload)
+        add(pack_frame(n, crc(payload)))
+        add(payload)
+        size(n + 8)
+        seq += 1
+    if last >= 0:
+        lab = labels[last]
+        payload = pack(FLAG_BATCH_END, seq, ts[last], len(lab), len(key)) + lab + key + lines[last]
+        add(pack_frame(len(payload), crc(payload)))
+        add(payload)
+        size(len(payload) + 8)
+    return b"".join(parts), sizes
+
+
+def leaf_hashes(ts: list[int], labels: list[bytes], lines: list[bytes]) -> list[bytes]:
+    """RFC 6962 leaf hashes of a batch (``leaf_hash`` for each record, as one comprehension)."""
+    pack, sha = _LEAF.pack, _sha256
+    return [
+        sha(pack(0, t, len(lab)) + lab + line).digest()
+        for t, lab, line in zip(ts, labels, lines, strict=True)
+    ]
+
+
 def encode_batch(
     first: int, items: list[tuple[int, bytes, bytes]], key: bytes
 ) -> tuple[bytes, list[bytes], list[int]]:
-    """Frame a whole batch: (bytes, leaf hashes, frame sizes). ``items`` are (ts_ns, labels, line);
-    the last record carries the batch-end flag and ``key``. Inlined: this is the ingest hot loop."""
-    pack_payload, pack_frame, pack_leaf = PAYLOAD.pack, FRAME.pack, _TS_LABELS.pack
-    crc, sha = crc32c.crc32c, _sha256
-    parts: list[bytes] = []
-    leaves: list[bytes] = []
-    sizes: list[int] = []
-    last = len(items) - 1
-    for i, (ts_ns, labels, line) in enumerate(items):
-        k = key if i == last else b""
-        payload = (
-            pack_payload(FLAG_BATCH_END if i == last else 0, first + i, ts_ns, len(labels), len(k))
-            + labels
-            + k
-            + line
-        )
-        parts.append(pack_frame(len(payload), crc(payload)) + payload)
-        sizes.append(len(payload) + 8)
-        leaves.append(sha(b"\x00" + pack_leaf(ts_ns, len(labels)) + labels + line).digest())
-    return b"".join(parts), leaves, sizes
+    """Frame a whole batch: (bytes, leaf hashes, frame sizes). ``items`` are (ts_ns, labels, line)."""
+    ts = [t for t, _, _ in items]
+    labels = [lab for _, lab, _ in items]
+    lines = [line for _, _, line in items]
+    data, sizes = frame_batch(first, ts, labels, lines, key)
+    return data, leaf_hashes(ts, labels, lines), sizes
 
 
 def decode(buf: bytes | memoryview, offset: int, *, with_leaf: bool = True) -> Frame:

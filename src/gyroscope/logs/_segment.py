@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import mmap
@@ -162,21 +163,25 @@ class Segment:
         self, first: int, offset: int, ts: list[int], labels: list[str], sizes: list[int]
     ) -> None:
         """Index a batch just written (the bulk form of ``note``)."""
-        sid_of = self._sid
-        sids = []
-        offsets = []
-        for lab, size in zip(labels, sizes, strict=True):
-            sid = sid_of.get(lab)
-            if sid is None:
-                sid = self.sid(lab)
-            sids.append(sid)
-            offsets.append(offset)
-            offset += size
-            self.stream_bytes[lab] = self.stream_bytes.get(lab, 0) + size
+        if not sizes:
+            return
+        for lab in dict.fromkeys(labels):
+            if lab not in self._sid:
+                self.sid(lab)
+        sid_of, stream_bytes = self._sid, self.stream_bytes
+        if len(labels) and labels[0] == labels[-1] and labels.count(labels[0]) == len(labels):
+            lab = labels[0]  # the usual batch: one stream
+            sids = array("H", [sid_of[lab]]) * len(labels)
+            stream_bytes[lab] = stream_bytes.get(lab, 0) + sum(sizes)
+        else:
+            sids = array("H", [sid_of[lab] for lab in labels])
+            for lab, size in zip(labels, sizes, strict=True):
+                stream_bytes[lab] = stream_bytes.get(lab, 0) + size
         self.ts.extend(ts)
         self.sids.extend(sids)
         self.seqs.extend(range(first, first + len(ts)))
-        self.offsets.extend(offsets)  # last: readers take len(offsets) as the count
+        # last: readers take len(offsets) as the count
+        self.offsets.extend(itertools.accumulate(sizes[:-1], initial=offset))
 
     def reset_index(self) -> None:
         self.streams, self._sid = [], {}

@@ -61,16 +61,37 @@ class MerkleLog:
             self._cache = {k: v for k, v in self._cache.items() if k[1] <= size}
             self._rebuild_stack()
 
-    def append(self, hashes: list[bytes]) -> None:
+    def append(self, hashes: list[bytes], stack: list[tuple[int, bytes]] | None = None) -> None:
+        """Add leaf hashes; ``stack`` is ``prepare(hashes)`` when the caller computed it already."""
         os.pwrite(self._fd, b"".join(hashes), self.size * HASH)
-        stack, sha = self._stack, hashlib.sha256
-        for leaf in hashes:  # _push, inlined: this runs once per ingested line
-            h, count = leaf, 1
-            while stack and stack[-1][0] == count:
-                h = sha(b"\x01" + stack.pop()[1] + h).digest()
-                count *= 2
-            stack.append((count, h))
+        self._stack = self.prepare(hashes) if stack is None else stack
         self.size += len(hashes)
+
+    def prepare(self, hashes: list[bytes]) -> list[tuple[int, bytes]]:
+        """The compact range after appending ``hashes`` (no state changes: the store computes it
+        while its fsync is in flight, and commits it only once the fsync succeeded).
+
+        Level by level: the leftmost node of a level is the stack's subtree of that width (when
+        there is one), nodes pair up left to right into the next level, and an odd last node stays
+        on the stack. One list comprehension per level instead of a Python loop per leaf.
+        """
+        sha = hashlib.sha256
+        stack = list(self._stack)
+        rest: list[tuple[int, bytes]] = []  # the new odd nodes, lowest level first
+        level, width = hashes, 1
+        while level:
+            if stack and stack[-1][0] == width:
+                level = [stack.pop()[1], *level]
+            if len(level) % 2:
+                rest.append((width, level[-1]))
+            # zip stops at the shorter half: an odd last node is not paired (it went to ``rest``)
+            level = [
+                sha(b"\x01" + left + right).digest()
+                for left, right in zip(level[::2], level[1::2], strict=False)
+            ]
+            width *= 2
+        stack.extend(reversed(rest))
+        return stack
 
     def sync(self) -> None:
         os.fsync(self._fd)
@@ -109,14 +130,6 @@ class MerkleLog:
             return cached
         k = split(n)
         return node_hash(self.range_hash(lo, lo + k), self.range_hash(lo + k, hi))
-
-    def _push(self, h: bytes) -> None:
-        count = 1
-        while self._stack and self._stack[-1][0] == count:
-            _, left = self._stack.pop()
-            h = node_hash(left, h)
-            count *= 2
-        self._stack.append((count, h))
 
     def _rebuild_stack(self) -> None:
         self._stack = []
