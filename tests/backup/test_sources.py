@@ -63,7 +63,10 @@ def _as_postgres_user(argv: list[str], **kw: object) -> subprocess.CompletedProc
 def postgres() -> Iterator[str]:
     bindir = Path(os.environ.get("GYRO_TEST_PG_BINDIR", "/usr/local/bin"))
     if not (bindir / "initdb").exists():
-        pytest.fail(f"PostgreSQL server binaries not found in {bindir} (set GYRO_TEST_PG_BINDIR)")
+        message = f"PostgreSQL server binaries not found in {bindir} (set GYRO_TEST_PG_BINDIR)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
     base = Path(tempfile.mkdtemp(prefix="gyro-pg-", dir="/tmp"))
     if os.geteuid() == 0:
         os.chown(base, 65534, 65534)
