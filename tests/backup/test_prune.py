@@ -188,3 +188,18 @@ def test_prune_refused_while_a_frozen_backup_holds_its_lock(
         proc.wait()
     assert check(repo, read_data=True).ok
     assert len(list_snapshots(repo)) == 1
+
+
+def test_forget_limited_to_one_set_of_paths(repo: Repository, tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d in (one, two):
+        d.mkdir()
+        (d / "f").write_text(d.name)
+    for _ in range(3):
+        backup(repo, [str(one)])
+        backup(repo, [str(two)])
+    _, removed, _ = forget(repo, RetentionPolicy(last=1), paths=[str(one)])
+    assert len(removed) == 2
+    left = list_snapshots(repo)
+    assert sum(s.paths == [str(one)] for s in left) == 1
+    assert sum(s.paths == [str(two)] for s in left) == 3

@@ -93,7 +93,7 @@ def run_job(config: BackupConfig, job: JobConfig) -> BackupResult:
         policy = _policy(job)
         if policy is not None and not policy.empty and job.retention is not None:
             try:
-                forget(repo, policy)
+                forget(repo, policy, paths=result.snapshot.paths)
                 if job.retention.prune:
                     prune(repo, min_pack_age=job.retention.min_pack_age)
             except (RepositoryLockedError, AppendOnlyError) as exc:

@@ -42,9 +42,16 @@ def _refuse_append_only(repo: Repository, what: str) -> None:
 
 
 def forget(
-    repo: Repository, policy: RetentionPolicy, *, dry_run: bool = False
+    repo: Repository,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool = False,
+    paths: list[str] | None = None,
 ) -> tuple[list[Snapshot], list[Snapshot], dict[str, list[str]]]:
-    """Apply ``policy`` per (host, paths) group; delete the snapshots it does not keep."""
+    """Apply ``policy`` per (host, paths) group; delete the snapshots it does not keep.
+
+    ``paths`` limits it to snapshots of exactly those paths (a scheduled job forgets only its own).
+    """
     _refuse_append_only(repo, "forget")
     if policy.empty:
         raise RepositoryError(
@@ -53,6 +60,8 @@ def forget(
         )
     groups: dict[tuple[str, tuple[str, ...]], list[Snapshot]] = {}
     for snap in list_snapshots(repo):
+        if paths is not None and sorted(snap.paths) != sorted(paths):
+            continue
         groups.setdefault((snap.host, tuple(sorted(snap.paths))), []).append(snap)
     keep: list[Snapshot] = []
     remove: list[Snapshot] = []
