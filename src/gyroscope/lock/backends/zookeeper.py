@@ -1,11 +1,43 @@
-"""ZooKeeper lock engine: ephemeral sequential znodes through kazoo, ``czxid`` as the fence.
+"""ZooKeeper lock engine through kazoo: one ``create`` to take a free lock, one ``multi`` to free it.
 
-Recipe: each contender creates ``/gyro/locks/<name>/<guid>-lock-<seq>`` (ephemeral, sequential);
-the lowest sequence holds the lock, everyone else watches only its predecessor (no herd) and is
-woken when that node goes. The node's ``czxid`` (the transaction id that created it) is the
-fencing token: zxids only grow, so tokens increase across holders.
+Layout under ``/gyro/locks/<name>``:
 
-The hazards, and what we do about them:
+* ``holder`` — an ephemeral znode whose owner holds the lock. Its ``czxid`` (the transaction that
+  created it) is the fencing token: zxids are global and only grow, so every new holder's token is
+  larger than every earlier one's.
+* ``<guid>-lock-<seq>`` — ephemeral sequential queue nodes, only for ``fair=True`` waiters.
+* the lock node's own data *version* is the "break epoch": ``gyro lock break`` bumps it in the
+  same transaction that deletes ``holder``.
+
+Uncontended acquire is a single ``create`` of ``holder`` (the raw create + delete pair plus
+nothing). Contended non-fair waiters read the holder and watch it for deletion (a release wakes
+them all, which is cheap for the handful of waiters a lock has; use ``fair=True`` for a strict
+queue). Fair contenders enqueue; the queue head watches ``holder`` and takes it when it goes,
+everyone else watches only its predecessor (no herd), so grants follow arrival order.
+
+Why releasing a fixed path is safe — the release is one ``multi``:
+``check(session marker) + check(lock node, epoch) + delete(holder)`` (+ the queue node):
+
+* Only our session can have created our ``holder``, and operations of an *expired* session
+  fail, so while our session lives nobody else's ``holder`` can appear in its place — except
+  after an administrative break (below) or after *our session expired and kazoo opened a new
+  one*: a late release would then run in the new session and delete the next holder's node.
+  The **session marker** closes that hole: each session owns an ephemeral
+  ``/gyro/sessions/<uuid>`` created once per session, and every release checks that the marker
+  of the session that took the lock still exists. An expired session's marker is gone, so the
+  ``multi`` fails and deletes nothing.
+* An administrator may delete a live holder's node (``break``), after which someone else may
+  create ``holder`` again while the broken holder still believes it holds. ``break`` bumps the
+  lock node's version in the same transaction, and the release checks the version it knows, so
+  a broken holder's release fails instead of deleting the new holder. (The epoch is cached;
+  when the check fails we re-read the lock node and ``holder`` and retry only if ``holder`` is
+  still ours — same ``czxid``, our session — which a break would have changed.)
+
+What that guarantees: a release deletes ``holder`` only if it is the node this hold created.
+What it does not: a holder that is *paused* past its session keeps running; fencing tokens are
+what make its late writes harmless (see ``FencedResource``).
+
+The other hazards, and what we do about them:
 
 * **SUSPENDED** (connection lost, session maybe alive). We cannot know whether the server has
   expired the session, so we do *not* trust the lock: ``extend`` raises (retryable) and the Lock
@@ -13,11 +45,11 @@ The hazards, and what we do about them:
   round trip, which the server cannot beat, since it only expires a session a full timeout after
   it last heard from us. If kazoo reconnects in time, renewal succeeds and nothing was lost.
 * **LOST** (session expired). The server has deleted our ephemeral nodes, and another client may
-  already hold the lock. We forget every node of the old session; ``extend``/``release`` then
+  already hold the lock. We forget every hold of the old session; ``extend``/``release`` then
   report the lease lost (kazoo's own recipe once returned True from ``release()`` here).
-* **Create retried after a connection loss** may leave a duplicate node that nobody watches. The
-  node name starts with a guid derived from the owner, so a retry first looks for a node it
-  already made (props to Netflix Curator for this "protected" node trick).
+* **Create retried after a connection loss** may have made a node whose reply we never saw.
+  ``holder`` carries the owner id, so a retry that finds ``holder`` made by this owner in this
+  session adopts it; queue nodes start with a guid of the owner (Curator's "protected" nodes).
 
 The lock's ttl is ZooKeeper's session timeout (negotiated within the server's min/max, which are
 2 and 20 ticks by default): one client session per backend, set from the first lock's ttl (at
@@ -25,7 +57,7 @@ least 2 s) unless ``session_timeout`` is given. Grants report the negotiated tim
 
 Unlike the other engines, the lease is renewed by kazoo's session heartbeats, not only by the Lock:
 a holder whose Lock stopped renewing keeps its node until the Lock's own lease count runs out, at
-which point the Lock deletes the node (token-checked) and reports the lease lost.
+which point the Lock deletes the node (checked as above) and reports the lease lost.
 """
 
 from __future__ import annotations
@@ -34,6 +66,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,33 +78,38 @@ from kazoo.handlers.threading import KazooTimeoutError
 from gyroscope.core import Health
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError
+from gyroscope.lock.backends._kazoo_bridge import LoopHandler, to_future
 from gyroscope.lock.backends._zk_shared import ZooKeeperShared
 
 __all__ = ["ZooKeeperBackend"]
 
 log = logging.getLogger(__name__)
 ROOT = "/gyro/locks"
+SESSIONS = "/gyro/sessions"
+HOLDER = "holder"
 _DRIVER_ERRORS = (KazooException, ZookeeperError, KazooTimeoutError)
 
 
 @dataclass(slots=True)
-class _Node:
-    path: str
-    czxid: int
-    predecessor: str | None = None
+class _Hold:
+    """What this backend knows about one owner's claim on one lock."""
+
+    czxid: int | None = None  # set once ``holder`` is ours: the fencing token
+    marker: str | None = None  # the session marker checked on release
+    queue: str | None = None  # our fair-queue node, if we queued
+    watch: str | None = None  # what ``wait`` watches: the predecessor or ``holder``
 
 
 def _seq(child: str) -> int:
     return int(child.rsplit("-", 1)[1])
 
 
-def _settle(fut: asyncio.Future[Any], result: Any) -> None:
-    if fut.done():
-        return
-    try:
-        fut.set_result(result.get_nowait())
-    except Exception as exc:
-        fut.set_exception(exc)
+def _guid(owner: str) -> str:
+    return hashlib.sha256(owner.encode()).hexdigest()[:20]
+
+
+def _queue_of(children: list[str]) -> list[str]:
+    return sorted((c for c in children if "-lock-" in c), key=_seq)
 
 
 class ZooKeeperBackend(ZooKeeperShared):
@@ -90,11 +129,14 @@ class ZooKeeperBackend(ZooKeeperShared):
         self.session_timeout = session_timeout
         self._connect_timeout = connect_timeout
         self._client: KazooClient | None = None
-        self._nodes: dict[tuple[str, str], _Node] = {}
+        self._holds: dict[tuple[str, str], _Hold] = {}
         self._shared_nodes: dict[tuple[str, str], tuple[str, int]] = {}
         self._create_failed: set[tuple[str, str]] = set()
+        self._epochs: dict[str, int] = {}
+        self._marker: tuple[int, str] | None = None  # (session id, marker path)
         self._closing = False
         self._starting: asyncio.Lock | None = None
+        self.calls = 0  # requests sent to the server (tests count them)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> ZooKeeperBackend:
@@ -108,6 +150,11 @@ class ZooKeeperBackend(ZooKeeperShared):
         """The current session's (id, password), e.g. to expire it deliberately in a test."""
         return self._client.client_id if self._client is not None else None
 
+    @property
+    def state(self) -> str | None:
+        """kazoo's connection state: CONNECTED, SUSPENDED or LOST (None before connecting)."""
+        return str(self._client.state) if self._client is not None else None
+
     # -- plumbing ----------------------------------------------------------------------------
 
     async def _zk(self, ttl: float | None = None) -> KazooClient:
@@ -119,7 +166,7 @@ class ZooKeeperBackend(ZooKeeperShared):
             if self._client is None:
                 # Sessions under 2 s die to ordinary scheduling hiccups on a busy host.
                 timeout = self.session_timeout or max(ttl or 10.0, 2.0)
-                client = KazooClient(hosts=self.hosts, timeout=timeout)
+                client = KazooClient(hosts=self.hosts, timeout=timeout, handler=LoopHandler())
                 client.add_listener(self._on_state)
                 try:
                     await asyncio.to_thread(client.start, self._connect_timeout)
@@ -137,7 +184,7 @@ class ZooKeeperBackend(ZooKeeperShared):
             log.warning(
                 "zookeeper %s: session expired; every lock of this session is lost", self.hosts
             )
-            self._nodes = {}
+            self._holds = {}
             self._shared_nodes = {}
         elif state == KazooState.SUSPENDED:
             log.warning(
@@ -150,119 +197,220 @@ class ZooKeeperBackend(ZooKeeperShared):
         negotiated = getattr(self._client, "_session_timeout", None)
         return float(negotiated) / 1000 if negotiated else float(self._client._timeout)
 
+    def _session(self) -> int | None:
+        cid = self._client.client_id if self._client is not None else None
+        return int(cid[0]) if cid else None
+
     def _submit(self, method: str, *args: Any) -> asyncio.Future[Any]:
         """Send a request now (in session order) and return a future for its reply."""
         return asyncio.ensure_future(self._call(method, *args))
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         client = await self._zk()
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
+        return await self._send(method, lambda: getattr(client, f"{method}_async")(*args, **kwargs))
+
+    async def _send(self, what: str, start: Callable[[], Any]) -> Any:
+        self.calls += 1
         try:
-            result = getattr(client, f"{method}_async")(*args, **kwargs)
+            fut = to_future(start())
         except _DRIVER_ERRORS as exc:
-            raise LockBackendError(f"zookeeper {self.hosts}: {method}: {exc!r}") from exc
-        result.rawlink(lambda r: loop.call_soon_threadsafe(_settle, fut, r))
+            raise LockBackendError(f"zookeeper {self.hosts}: {what}: {exc!r}") from exc
         try:
             return await fut
         except (NoNodeError, NodeExistsError):
             raise
         except _DRIVER_ERRORS as exc:
-            raise LockBackendError(f"zookeeper {self.hosts}: {method}: {exc!r}") from exc
+            raise LockBackendError(f"zookeeper {self.hosts}: {what}: {exc!r}") from exc
 
     async def _children(self, name: str) -> list[str]:
         try:
             children: list[str] = await self._call("get_children", f"{ROOT}/{name}")
         except NoNodeError:
             return []
-        return sorted((c for c in children if "-lock-" in c), key=_seq)
+        return _queue_of(children)
 
-    # -- protocol ----------------------------------------------------------------------------
+    async def _session_marker(self) -> str:
+        """This session's marker node, made once per session (see the module docstring)."""
+        session = self._session()
+        if self._marker is not None and self._marker[0] == session:
+            return self._marker[1]
+        path = f"{SESSIONS}/{uuid.uuid4().hex}"
+        await self._call("create", path, b"", None, True, False, True)
+        if self._session() != session:  # the session changed under us: its marker is moot
+            raise LockBackendError(f"zookeeper {self.hosts}: session changed; retrying")
+        self._marker = (session or 0, path)
+        return path
+
+    # -- acquire -----------------------------------------------------------------------------
 
     async def try_acquire(self, name: str, owner: str, ttl: float, *, fair: bool) -> Grant | Busy:
         await self._zk(ttl)
-        node, children = await self._my_node(name, owner)
-        mine = node.path.rsplit("/", 1)[1]
-        if mine not in children:
-            children = await self._children(name)  # the parent was new: kazoo made it first
-        if mine not in children:  # our session expired between the two calls
-            self._nodes.pop((name, owner), None)
-            raise LockBackendError(
-                f"zookeeper {self.hosts}: our lock node vanished; retrying", lock_name=name
+        key = (name, owner)
+        hold = self._holds.get(key)
+        if hold is not None and hold.czxid is not None:  # a retry after a lost reply
+            stat = await self._call("exists", f"{ROOT}/{name}/{HOLDER}")
+            if stat is not None and stat.czxid == hold.czxid:
+                return Grant(token=hold.czxid, ttl=self._ttl())
+            await self._forget(key)
+            hold = None
+        marker = await self._session_marker()
+        if hold is None:
+            hold = _Hold(marker=marker)
+            self._holds[key] = hold
+        hold.marker = marker
+        if fair:
+            busy = await self._queue_turn(name, owner, hold)
+            if busy is not None:
+                return busy
+        return await self._take_holder(name, owner, hold)
+
+    async def _take_holder(self, name: str, owner: str, hold: _Hold) -> Grant | Busy:
+        key = (name, owner)
+        holder = f"{ROOT}/{name}/{HOLDER}"
+        try:
+            _, stat = await self._call(
+                "create", holder, owner.encode(), None, True, False, True, True
             )
+        except NodeExistsError:
+            return await self._busy(name, owner, hold)
+        except LockBackendError:
+            self._create_failed.add(key)  # the node may exist: a retry adopts it
+            raise
+        hold.czxid = stat.czxid
+        self._create_failed.discard(key)
+        return Grant(token=stat.czxid, ttl=self._ttl())
+
+    async def _busy(self, name: str, owner: str, hold: _Hold) -> Grant | Busy:
+        holder = f"{ROOT}/{name}/{HOLDER}"
+        try:
+            data, stat = await self._call("get", holder)
+        except NoNodeError:
+            return Busy(retry_after=0.0)  # released meanwhile: try again at once
+        current = bytes(data).decode()
+        if current == owner and stat.ephemeralOwner == self._session():
+            hold.czxid = stat.czxid  # our own create, whose reply was lost
+            self._create_failed.discard((name, owner))
+            return Grant(token=stat.czxid, ttl=self._ttl())
+        hold.watch = holder
+        return Busy(holder=current, retry_after=None)
+
+    async def _queue_turn(self, name: str, owner: str, hold: _Hold) -> Busy | None:
+        """Join (or look at) the fair queue; None when we are its head."""
+        if hold.queue is None:
+            hold.queue = await self._protected_queue_node(name, owner)
+            if hold.queue is None:
+                path = f"{ROOT}/{name}/{_guid(owner)}-lock-"
+                create = self._submit("create", path, owner.encode(), None, True, True, True)
+                listing = self._submit("get_children", f"{ROOT}/{name}")  # pipelined
+                try:
+                    hold.queue = await create
+                except LockBackendError:
+                    self._create_failed.add((name, owner))
+                    listing.cancel()
+                    raise
+                try:
+                    children = _queue_of(await listing)
+                except (NoNodeError, LockBackendError):
+                    children = await self._children(name)
+            else:
+                children = await self._children(name)
+        else:
+            children = await self._children(name)
+        mine = hold.queue.rsplit("/", 1)[1]
+        if mine not in children:  # our session expired between the calls
+            self._holds.pop((name, owner), None)
+            raise LockBackendError(f"zookeeper {self.hosts}: our queue node vanished; retrying")
         index = children.index(mine)
         if index == 0:
-            return Grant(token=node.czxid, ttl=self._ttl())
-        node.predecessor = f"{ROOT}/{name}/{children[index - 1]}"
-        holder = await self._owner_of(f"{ROOT}/{name}/{children[0]}")
-        return Busy(holder=holder, retry_after=None)
-
-    async def _my_node(self, name: str, owner: str) -> tuple[_Node, list[str]]:
-        """Our queue node and the queue, in one round trip when we create it.
-
-        ZooKeeper runs one session's requests in order, so a ``get_children`` sent right behind
-        our ``create`` already sees our node: the two are pipelined, not awaited one by one.
-        """
-        node = self._nodes.get((name, owner))
-        if node is not None:
-            return node, await self._children(name)
-        guid = hashlib.sha256(owner.encode()).hexdigest()[:20]
-        if (name, owner) in self._create_failed:  # a node from a retried create, if any
-            for child in await self._children(name):
-                if child.startswith(guid):
-                    stat = await self._call("exists", f"{ROOT}/{name}/{child}")
-                    if stat is not None:
-                        node = _Node(path=f"{ROOT}/{name}/{child}", czxid=stat.czxid)
-                        self._nodes[(name, owner)] = node
-                        self._create_failed.discard((name, owner))
-                        return node, await self._children(name)
-        path = f"{ROOT}/{name}/{guid}-lock-"
-        create = self._submit("create", path, owner.encode(), None, True, True, True, True)
-        listing = self._submit("get_children", f"{ROOT}/{name}")
-        try:
-            created_path, stat = await create
-        except LockBackendError:
-            self._create_failed.add((name, owner))
-            listing.cancel()
-            raise
-        self._create_failed.discard((name, owner))
-        node = _Node(path=created_path, czxid=stat.czxid)
-        self._nodes[(name, owner)] = node
-        try:
-            children = await listing
-        except (NoNodeError, LockBackendError):
-            children = []
-        return node, sorted((c for c in children if "-lock-" in c), key=_seq)
-
-    async def _owner_of(self, path: str) -> str | None:
-        try:
-            data, _ = await self._call("get", path)
-        except NoNodeError:
+            hold.watch = None
             return None
-        return bytes(data).decode()
+        hold.watch = f"{ROOT}/{name}/{children[index - 1]}"
+        return Busy(retry_after=None)
+
+    async def _protected_queue_node(self, name: str, owner: str) -> str | None:
+        if (name, owner) not in self._create_failed:
+            return None
+        for child in await self._children(name):
+            if child.startswith(_guid(owner)):
+                self._create_failed.discard((name, owner))
+                return f"{ROOT}/{name}/{child}"
+        return None
+
+    async def wait(self, name: str, owner: str, max_wait: float) -> None:
+        hold = self._holds.get((name, owner))
+        path = hold.watch if hold is not None and hold.watch else f"{ROOT}/{name}/{HOLDER}"
+        await self._watch_gone(path, max_wait)
+
+    async def _watch_gone(self, path: str, max_wait: float) -> None:
+        """Return when ``path`` is deleted (or changes), or after ``max_wait``."""
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+        client = await self._zk()
+        stat = await self._send(
+            "watch",
+            lambda: client.exists_async(path, lambda _e: loop.call_soon_threadsafe(gone.set)),
+        )
+        if stat is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait):
+                await gone.wait()
+
+    # -- release -----------------------------------------------------------------------------
 
     async def release(self, name: str, owner: str, token: int) -> bool:
-        node = self._nodes.get((name, owner))
-        if node is None or node.czxid != token:
+        hold = self._holds.get((name, owner))
+        if hold is None or hold.czxid != token:
             return False
-        # Sequential paths are never reused, so if this path exists it is still our node.
-        # On a connection error the node is kept, so a retry can still delete it.
-        try:
-            await self._call("delete", node.path)
-        except NoNodeError:
-            self._nodes.pop((name, owner), None)
+        for _ in range(3):
+            if await self._delete_hold(name, hold):
+                self._holds.pop((name, owner), None)
+                return True
+            if not await self._still_ours(name, hold):
+                break
+        await self._forget((name, owner))
+        return False
+
+    async def _delete_hold(self, name: str, hold: _Hold) -> bool:
+        """The checked delete (module docstring); False when a check failed."""
+        client = await self._zk()
+        txn = client.transaction()
+        txn.check(hold.marker or f"{SESSIONS}/none", 0)
+        txn.check(f"{ROOT}/{name}", self._epochs.get(name, 0))
+        txn.delete(f"{ROOT}/{name}/{HOLDER}")
+        if hold.queue is not None:
+            txn.delete(hold.queue)
+        results = await self._send("multi", txn.commit_async)
+        return not any(isinstance(r, Exception) for r in results)
+
+    async def _still_ours(self, name: str, hold: _Hold) -> bool:
+        """After a failed check: is ``holder`` still this hold's node? Refreshes epoch/marker."""
+        parent = self._submit("exists", f"{ROOT}/{name}")
+        holder = self._submit("exists", f"{ROOT}/{name}/{HOLDER}")
+        pstat, hstat = await parent, await holder
+        if hstat is None or pstat is None or hstat.czxid != hold.czxid:
             return False
-        self._nodes.pop((name, owner), None)
+        if hstat.ephemeralOwner != self._session():
+            return False
+        self._epochs[name] = pstat.version
+        hold.marker = await self._session_marker()
         return True
 
+    async def _forget(self, key: tuple[str, str]) -> None:
+        """Drop a hold that is no longer ours, leaving the fair queue if we were in it."""
+        hold = self._holds.pop(key, None)
+        if hold is not None and hold.queue is not None:
+            with contextlib.suppress(NoNodeError):  # sequential: the path is only ever ours
+                await self._call("delete", hold.queue)
+
     async def extend(self, name: str, owner: str, token: int, ttl: float) -> float | None:
-        node = self._nodes.get((name, owner))
-        if node is None or node.czxid != token:
+        hold = self._holds.get((name, owner))
+        if hold is None or hold.czxid != token:
             return None
         await self._require_connected(name)
-        stat = await self._call("exists", node.path)  # a round trip also proves the session
+        stat = await self._call("exists", f"{ROOT}/{name}/{HOLDER}")  # also proves the session
         if stat is None or stat.czxid != token:
-            self._nodes.pop((name, owner), None)
+            await self._forget((name, owner))
             return None
         return self._ttl()
 
@@ -272,50 +420,41 @@ class ZooKeeperBackend(ZooKeeperShared):
             raise LockBackendError(f"zookeeper {self.hosts}: connection suspended", lock_name=name)
 
     async def abandon(self, name: str, owner: str) -> None:
-        node = self._nodes.pop((name, owner), None)
-        if node is not None:
+        key = (name, owner)
+        hold = self._holds.get(key)
+        if hold is not None and key in self._create_failed:  # a holder create we never heard of
             with contextlib.suppress(NoNodeError):
-                await self._call("delete", node.path)
+                data, stat = await self._call("get", f"{ROOT}/{name}/{HOLDER}")
+                if bytes(data).decode() == owner and stat.ephemeralOwner == self._session():
+                    hold.czxid = stat.czxid
+                    await self.release(name, owner, stat.czxid)
+        self._create_failed.discard(key)
+        await self._forget(key)
 
-    async def wait(self, name: str, owner: str, max_wait: float) -> None:
-        node = self._nodes.get((name, owner))
-        if node is None or node.predecessor is None:
-            await asyncio.sleep(0)
-            return
-        loop = asyncio.get_running_loop()
-        gone = asyncio.Event()
-        client = await self._zk()
-        try:
-            stat = await asyncio.to_thread(
-                client.exists, node.predecessor, lambda _e: loop.call_soon_threadsafe(gone.set)
-            )
-        except _DRIVER_ERRORS as exc:
-            raise LockBackendError(f"zookeeper {self.hosts}: watch: {exc!r}") from exc
-        if stat is None:
-            return
-        try:
-            async with asyncio.timeout(max_wait):
-                await gone.wait()
-        except TimeoutError:
-            pass
+    # -- observe and administer ----------------------------------------------------------------
 
     async def inspect(self, name: str) -> LockInfo | None:
-        children = await self._children(name)
-        for child in children:
-            path = f"{ROOT}/{name}/{child}"
-            try:
-                data, stat = await self._call("get", path)
-            except NoNodeError:
-                continue
-            return LockInfo(
-                name=name,
-                owner=bytes(data).decode(),
-                token=stat.czxid,
-                ttl_remaining=None,
-                waiters=len(children) - 1,
-                extra={"path": path},
-            )
-        return None
+        holder = self._submit("get", f"{ROOT}/{name}/{HOLDER}")
+        listing = self._submit("get_children", f"{ROOT}/{name}")
+        try:
+            data, stat = await holder
+        except NoNodeError:
+            listing.cancel()
+            return None
+        try:
+            queue = _queue_of(await listing)
+        except NoNodeError:
+            queue = []
+        owner = bytes(data).decode()
+        waiting = [c for c in queue if not c.startswith(_guid(owner))]
+        return LockInfo(
+            name=name,
+            owner=owner,
+            token=stat.czxid,
+            ttl_remaining=None,
+            waiters=len(waiting),
+            extra={"path": f"{ROOT}/{name}/{HOLDER}"},
+        )
 
     async def list_locks(self) -> list[LockInfo]:
         try:
@@ -326,15 +465,23 @@ class ZooKeeperBackend(ZooKeeperShared):
         return [i for i in infos if i is not None]
 
     async def force_release(self, name: str) -> LockInfo | None:
+        """Delete the holder and bump the break epoch in one transaction (module docstring)."""
         info = await self.inspect(name)
-        if info is not None:
-            try:
-                await self._call("delete", str(info.extra["path"]))
-            except NoNodeError:
-                return None
-            log.warning(
-                "lock %s broken by administrator (owner %s, token %d)", name, info.owner, info.token
-            )
+        if info is None:
+            return None
+        client = await self._zk()
+        txn = client.transaction()
+        txn.delete(f"{ROOT}/{name}/{HOLDER}")
+        txn.set_data(f"{ROOT}/{name}", b"broken")
+        for child in await self._children(name):  # the broken holder's place in the queue
+            if child.startswith(_guid(info.owner)):
+                txn.delete(f"{ROOT}/{name}/{child}")
+        results = await self._send("multi", txn.commit_async)
+        if any(isinstance(r, Exception) for r in results):
+            return None  # released or taken over meanwhile; nothing was broken
+        log.warning(
+            "lock %s broken by administrator (owner %s, token %d)", name, info.owner, info.token
+        )
         return info
 
     async def health(self) -> Health:
@@ -353,7 +500,7 @@ class ZooKeeperBackend(ZooKeeperShared):
     async def aclose(self) -> None:
         client, self._client = self._client, None
         self._closing = True
-        self._nodes = {}
+        self._holds = {}
         if client is not None:
             await asyncio.to_thread(client.stop)
             await asyncio.to_thread(client.close)
