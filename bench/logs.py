@@ -20,6 +20,7 @@ unit of work, and the machine's load average is printed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
@@ -31,7 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from gyroscope.logs import Entry, LogStore, canonical, parse_query, run_log_query, verify_store
+from gyroscope.logs import (
+    Entry,
+    LogStore,
+    canonical,
+    parse_loki_push,
+    parse_query,
+    run_log_query,
+    verify_store,
+)
 
 BATCH = 1000
 LINE = 200
@@ -86,6 +95,34 @@ def ingest_round(path: Path, lines: int, rng: random.Random) -> tuple[float, flo
     return lines / wall, used / lines
 
 
+def wire_round(path: Path, lines: int, rng: random.Random) -> tuple[float, float]:
+    """As ``ingest_round``, but from Loki JSON push bodies: parsing and validation included."""
+    bodies = [
+        json.dumps(
+            {
+                "streams": [
+                    {
+                        "stream": {"service": "api", "level": "info"},
+                        "values": [
+                            [str(time.time_ns()), make_line(rng, b * BATCH + i)]
+                            for i in range(BATCH)
+                        ],
+                    }
+                ]
+            }
+        ).encode()
+        for b in range(lines // BATCH)
+    ]
+    store = LogStore(path, checkpoint_every=100_000).open()
+    c0, t0 = cpu(), time.perf_counter()
+    for body in bodies:
+        store.append(parse_loki_push(body))
+    wall, used = time.perf_counter() - t0, cpu() - c0
+    store.close()
+    shutil.rmtree(path)
+    return lines / wall, used / lines
+
+
 def raw_round(path: Path, lines: int) -> tuple[float, float]:
     path.mkdir(parents=True, exist_ok=True)
     chunk = os.urandom(BATCH * (LINE + 50))  # ~ the framed size of a batch
@@ -104,19 +141,29 @@ def bench_ingest(tmp: Path, rounds: int, lines: int) -> float:
     print(
         f"\n== durable ingest: {lines:,} lines of {LINE} bytes per round, batches of {BATCH} ({load()})"
     )
-    ours, raw, ratios, cpu_ours, cpu_raw = [], [], [], [], []
+    ours, raw, wire, ratios, cpu_ours, cpu_raw, cpu_wire = [], [], [], [], [], [], []
     rng = random.Random(1)
     for r in range(rounds):
         a, ca = ingest_round(tmp / f"ingest{r}", lines, rng)
         b, cb = raw_round(tmp / f"raw{r}", lines)
+        w, cw = wire_round(tmp / f"wire{r}", lines, rng)
         ours.append(a)
         raw.append(b)
+        wire.append(w)
         ratios.append(a / b)
         cpu_ours.append(ca)
         cpu_raw.append(cb)
-        print(f"  round {r + 1}: gyroscope {a:,.0f} lines/s, raw write+fdatasync {b:,.0f} lines/s")
+        cpu_wire.append(cw)
+        print(
+            f"  round {r + 1}: gyroscope {a:,.0f} lines/s, raw write+fdatasync {b:,.0f} lines/s, "
+            f"from Loki JSON bodies {w:,.0f} lines/s"
+        )
     print(
         f"  gyroscope {spread(ours)} lines/s; CPU {statistics.median(cpu_ours) * 1e6:.2f} us/line"
+    )
+    print(
+        f"  incl. Loki JSON push parsing {spread(wire)} lines/s; "
+        f"CPU {statistics.median(cpu_wire) * 1e6:.2f} us/line"
     )
     print(f"  raw floor {spread(raw)} lines/s; CPU {statistics.median(cpu_raw) * 1e6:.2f} us/line")
     print(

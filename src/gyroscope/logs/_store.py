@@ -323,9 +323,13 @@ class LogStore:
                 self._rotate()
 
     def _queue_index(self, seg: Segment) -> None:
-        """Write the sidecar index (with bloom filter) in a background thread, off the ingest path."""
-        seg.save_index(with_bloom=False)
+        """Write the sidecar index (with bloom filter) in a background thread, off the ingest path.
+
+        Until it is written, a reopened store rebuilds the index by scanning the segment, so the
+        batch that sealed the segment is not held up by the sidecar's write and fsync.
+        """
         if not self.bloom:
+            seg.save_index(with_bloom=False)
             return
         with self.lock:
             self._to_index.append(seg)
