@@ -129,3 +129,22 @@ def test_merkle_log_file_matches_pure_tree() -> None:
         again.truncate(100)
         assert again.root() == m.root(leaves[:100])
         again.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 70), min_size=1, max_size=40))
+def test_batched_appends_of_any_size_keep_the_root(chunks: list[int]) -> None:
+    """The level-by-level batch update equals the pure tree after every batch, whatever sizes
+    the batches have (empty, one leaf, odd, crossing powers of two)."""
+    with tempfile.TemporaryDirectory() as d:
+        log = MerkleLog(Path(d) / "leaves")
+        log.open()
+        leaves: list[bytes] = []
+        for size in chunks:
+            batch = [m.leaf_hash(len(leaves).to_bytes(4, "big") + bytes([i])) for i in range(size)]
+            stack = log.prepare(batch)
+            assert log.size == len(leaves)  # prepare changes nothing
+            log.append(batch, stack)
+            leaves.extend(batch)
+            assert log.root() == m.root(leaves)
+        log.close()
