@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from gyroscope.core import Health, Service, ServiceSpec
 from gyroscope.errors import ConfigError, DataDirLockedError, ServiceError
@@ -23,6 +24,8 @@ class Recorder(Service):
         super().__init__(name)
         self.behaviour = behaviour
         self.state = "new"
+        self.registry = CollectorRegistry()
+        Counter("recorder_starts", "Starts", registry=self.registry).inc()
 
     async def start(self) -> None:
         if self.behaviour == "fail":
@@ -88,6 +91,10 @@ async def test_start_health_metrics_stop(tmp_path: Path) -> None:
             assert [s["name"] for s in health["services"]] == ["demo/a", "demo/b"]
             metrics = (await client.get("/metrics")).text
             assert 'gyro_service_up{service="demo/a"} 1.0' in metrics
+            own = await client.get("/metrics/demo/b")
+            assert own.status_code == 200 and "recorder_starts_total 1.0" in own.text
+            assert "recorder_starts" not in metrics
+            assert (await client.get("/metrics/demo/zz")).status_code == 404
             assert (await client.get("/nope")).status_code == 404
             assert (await client.delete("/healthz")).status_code == 405
     finally:

@@ -1,4 +1,5 @@
-"""The platform's own HTTP API: ``/healthz``, ``/metrics``, ``/v1/services``, ``/v1/reload``.
+"""The platform's own HTTP API: ``/healthz``, ``/metrics``, ``/metrics/<service>``, ``/v1/services``,
+``/v1/reload``.
 
 When ``platform.token`` is set, every request must carry ``Authorization: Bearer <token>``; the
 config refuses a non-loopback address without one.
@@ -59,12 +60,24 @@ def platform_handler(daemon: Daemon) -> Callable[[Request], Awaitable[Response |
     }
     paths = {path for _, path in routes}
 
+    def service_metrics(request: Request) -> Response:
+        # Services without a listener of their own (the backup scheduler) are scraped here:
+        # /metrics/<service name>. Each registry stays separate, so names never collide.
+        name = request.path.removeprefix("/metrics/")
+        running = daemon.running.get(name)
+        registry = getattr(running[1], "registry", None) if running else None
+        if registry is None:
+            return Response.error(404, f"no service {name!r} with metrics (see /v1/services)")
+        return metrics_response(registry)
+
     async def handle(request: Request) -> Response | StreamResponse:
         if not authorized(request):
             return Response.error(401, "missing or wrong bearer token")
         route = routes.get((request.method, request.path))
         if route is not None:
             return await route(request)
+        if request.method == "GET" and request.path.startswith("/metrics/"):
+            return service_metrics(request)
         if request.path in paths:
             return Response.error(405, f"{request.method} is not allowed on {request.path}")
         return Response.error(404, f"no such endpoint: {request.path}")
