@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gyroscope.chaos._faults import Faults
-from gyroscope.core import StrictModel, is_loopback, parse_host_port
+from gyroscope.core import Address, StrictModel, require_token_when_exposed
 
 __all__ = ["ChaosConfig", "ProxyConfig"]
 
@@ -24,28 +24,21 @@ class ProxyConfig(StrictModel):
     """
 
     name: str
-    listen: str
-    upstream: str
-    control: str | None = None
+    listen: Address
+    upstream: Address
+    control: Address | None = None
     control_token: SecretStr | None = None
     faults: Faults = Faults()
 
-    @field_validator("listen", "upstream", "control")
-    @classmethod
-    def _address(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_host_port(value)
-        return value
-
     @model_validator(mode="after")
     def _token_when_exposed(self) -> ProxyConfig:
-        if self.control is not None and self.control_token is None:
-            host, _ = parse_host_port(self.control)
-            if not is_loopback(host):
-                raise ValueError(
-                    f"control API on {host} (not loopback) needs control_token; "
-                    "set it, e.g. control_token: ${GYRO_CHAOS_TOKEN}"
-                )
+        require_token_when_exposed(
+            self.control,
+            self.control_token,
+            what="control API",
+            key="control_token",
+            env="GYRO_CHAOS_TOKEN",
+        )
         return self
 
 

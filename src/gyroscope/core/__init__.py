@@ -2,12 +2,14 @@
 
 from gyroscope.core._clock import Clock, MonotonicClock
 from gyroscope.core._config import (
+    Address,
     StrictModel,
     format_validation_error,
     is_loopback,
     load_config,
     parse_host_port,
     read_yaml,
+    require_token_when_exposed,
     validate_config,
 )
 from gyroscope.core._datadir import DataDir, atomic_write, default_data_dir
@@ -17,6 +19,7 @@ from gyroscope.core._metrics import CollectorRegistry, metrics_response
 from gyroscope.core._service import Health, Service, ServiceSpec, run_alone
 
 __all__ = [
+    "Address",
     "Clock",
     "CollectorRegistry",
     "Connection",
@@ -39,6 +42,7 @@ __all__ = [
     "metrics_response",
     "parse_host_port",
     "read_yaml",
+    "require_token_when_exposed",
     "run",
     "run_alone",
     "uvloop_available",

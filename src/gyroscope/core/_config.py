@@ -16,20 +16,22 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from gyroscope.errors import ConfigError
 
 __all__ = [
+    "Address",
     "StrictModel",
     "format_validation_error",
     "is_loopback",
     "load_config",
     "parse_host_port",
     "read_yaml",
+    "require_token_when_exposed",
     "validate_config",
 ]
 
@@ -57,6 +59,34 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be 0-65535, got {port}")
     return host.strip("[]"), port
+
+
+def _check_address(value: str) -> str:
+    parse_host_port(value)
+    return value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+"""A ``host:port`` config value, checked when the config is loaded (``[::1]:80`` for IPv6)."""
+
+
+def require_token_when_exposed(
+    listen: str | None, token: object, *, what: str, key: str, env: str = "GYRO_TOKEN"
+) -> None:
+    """For config validators: a listener beyond loopback must have a token.
+
+    >>> require_token_when_exposed("0.0.0.0:80", None, what="admin API", key="admin_token")
+    Traceback (most recent call last):
+    ValueError: admin API on 0.0.0.0 (not loopback) needs admin_token; set it, e.g. admin_token: ${GYRO_TOKEN}
+    """
+    if listen is None or token:
+        return
+    host, _ = parse_host_port(listen)
+    if not is_loopback(host):
+        field = key.rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{what} on {host} (not loopback) needs {key}; set it, e.g. {field}: ${{{env}}}"
+        )
 
 
 def is_loopback(host: str) -> bool:

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from gyroscope.core import StrictModel, is_loopback, parse_host_port
+from gyroscope.core import Address, StrictModel, require_token_when_exposed
 from gyroscope.demo._faults import Faults
 
 __all__ = ["DemoConfig", "DemoServerConfig"]
@@ -26,7 +26,7 @@ class DemoServerConfig(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     name: str = "demo"
-    listen: str = "127.0.0.1:8001"
+    listen: Address = "127.0.0.1:8001"
     model: str = "demo-model"
     slots: int = Field(default=64, ge=1, le=4096)
     seed: int | None = None
@@ -44,20 +44,16 @@ class DemoServerConfig(StrictModel):
     """Bearer token required by /admin/faults; mandatory when listening beyond loopback."""
     faults: Faults = Faults()
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_host_port(value)
-        return value
-
     @model_validator(mode="after")
     def _token_when_exposed(self) -> DemoServerConfig:
-        host, _ = parse_host_port(self.listen)
-        if not is_loopback(host) and self.admin_token is None:
-            raise ValueError(
-                f"listening on {host} (not loopback) needs admin_token, since /admin/faults can "
-                "crash the server; set it, e.g. admin_token: ${GYRO_DEMO_TOKEN}"
-            )
+        # /admin/faults can crash the server, so it is never open beyond loopback.
+        require_token_when_exposed(
+            self.listen,
+            self.admin_token,
+            what="listening",
+            key="admin_token",
+            env="GYRO_DEMO_TOKEN",
+        )
         return self
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from gyroscope.core import StrictModel, is_loopback, parse_host_port
+from gyroscope.core import StrictModel, parse_host_port, require_token_when_exposed
 
 __all__ = [
     "AlertingConfig",
@@ -259,7 +259,7 @@ class MonitorConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> MonitorConfig:
-        host, _ = parse_host_port(self.listen)
-        if not is_loopback(host) and self.token is None:
-            raise ValueError(f"listening on {host} (not loopback) needs monitor.token")
+        require_token_when_exposed(
+            self.listen, self.token, what="listening", key="monitor.token", env="GYRO_MONITOR_TOKEN"
+        )
         return self

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from gyroscope.backup._config import BackupConfig
 from gyroscope.chaos._config import ChaosConfig
-from gyroscope.core import StrictModel, is_loopback, parse_host_port, validate_config
+from gyroscope.core import Address, StrictModel, require_token_when_exposed, validate_config
 from gyroscope.core import load_config as _load
 from gyroscope.demo._config import DemoConfig
 from gyroscope.gateway._config import GatewayConfig
@@ -27,24 +27,13 @@ __all__ = ["GyroConfig", "PlatformConfig", "load_config", "parse_config"]
 class PlatformConfig(StrictModel):
     """The daemon's own HTTP API (``/healthz``, ``/metrics``, ``/v1/services``)."""
 
-    listen: str = "127.0.0.1:7070"
+    listen: Address = "127.0.0.1:7070"
     token: SecretStr | None = None
     shutdown_grace: float = Field(default=5.0, gt=0, le=60)
 
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str) -> str:
-        parse_host_port(value)
-        return value
-
     @model_validator(mode="after")
     def _token_when_exposed(self) -> PlatformConfig:
-        host, _ = parse_host_port(self.listen)
-        if not is_loopback(host) and self.token is None:
-            raise ValueError(
-                f"listening on {host} (not loopback) needs platform.token; "
-                "set it, e.g. token: ${GYRO_TOKEN}"
-            )
+        require_token_when_exposed(self.listen, self.token, what="listening", key="platform.token")
         return self
 
 
