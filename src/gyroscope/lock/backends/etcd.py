@@ -331,6 +331,36 @@ class EtcdBackend:
             async with asyncio.timeout(max_wait):
                 await self._watch_one(request)
 
+    async def wait_change(self, name: str, seen: str | None, max_wait: float) -> None:
+        """Return when the holder of ``name`` is not ``seen``, or when any key under the name
+        changes (a watch from the revision of our read, so nothing slips past), or after
+        ``max_wait``."""
+        prefix = f"{ROOT}{name}/"
+        data = await self._post(
+            "/v3/kv/range",
+            {
+                "key": _b64(prefix),
+                "range_end": _prefix_end(prefix),
+                "sort_order": "ASCEND",
+                "sort_target": "CREATE",
+                "limit": "1",
+            },
+        )
+        kvs = data.get("kvs", [])
+        if (_unb64(kvs[0].get("value", "")) if kvs else None) != seen:
+            return
+        revision = int(data.get("header", {}).get("revision", 0))
+        request = {
+            "create_request": {
+                "key": _b64(prefix),
+                "range_end": _prefix_end(prefix),
+                "start_revision": str(revision + 1),
+            }
+        }
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait):
+                await self._watch_one(request)
+
     # -- read-write locks and semaphores (gyroscope.lock._shared) -----------------------------
 
     async def try_acquire_shared(

@@ -136,6 +136,9 @@ def _release_keys(name: str) -> list[str]:
     return [keys[0], keys[2], keys[3]]
 
 
+ANNOUNCE = "!"  # not an owner id (those are host:pid:random), so it wakes no waiter
+
+
 def _channel(name: str) -> str:
     return f"gyro:lockev:{{{name}}}"
 
@@ -323,6 +326,7 @@ class RedisBackend(_RedisShared):
         self._reader: asyncio.Task[None] | None = None
         self._subscribed: set[str] = set()
         self._waiters: dict[str, dict[asyncio.Event, str]] = {}
+        self._observers: dict[str, set[asyncio.Event]] = {}  # Election.observe(): any message
         # A wake-up addressed to an owner that was between two attempts (not waiting yet) is kept
         # here, so its next wait() returns at once instead of sleeping through its turn.
         self._pending: set[tuple[str, str]] = set()
@@ -435,12 +439,17 @@ class RedisBackend(_RedisShared):
                 self._pubsub = None
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
-            for events in self._waiters.values():
+            for events in [*self._waiters.values(), *self._observers.values()]:
                 for event in events:
                     event.set()  # waiters re-check and re-subscribe
 
     def _wake(self, channel: str, wake: str) -> None:
-        """``wake`` is an owner (the fair queue's next in line) or ``*`` for every waiter."""
+        """``wake`` is an owner (the fair queue's next in line), ``*`` for every waiter, or
+        ``!`` (``announce``: a new holder, which wakes only observers)."""
+        for observer in self._observers.get(channel, ()):
+            observer.set()
+        if wake == ANNOUNCE:
+            return
         woken = False
         for event, owner in self._waiters.get(channel, {}).items():
             if wake in ("*", owner):
@@ -448,6 +457,34 @@ class RedisBackend(_RedisShared):
                 woken = True
         if not woken and wake != "*" and len(self._pending) < 10_000:
             self._pending.add((channel, wake))
+
+    async def wait_change(self, name: str, seen: str | None, max_wait: float) -> None:
+        """Return when the holder of ``name`` is not ``seen`` (or may have changed: a release or
+        an ``announce`` was published), or after ``max_wait``. A holder that dies publishes
+        nothing, so the wait also ends when its key's PTTL runs out."""
+        channel = _channel(name)
+        if channel not in self._subscribed:
+            await self._subscribe(channel)
+        event = asyncio.Event()
+        self._observers.setdefault(channel, set()).add(event)
+        try:
+            info = await self.inspect(name)  # after subscribing: no change slips past
+            if (info.owner if info is not None else None) != seen:
+                return
+            if info is not None and info.ttl_remaining is not None:
+                max_wait = min(max_wait, info.ttl_remaining + 0.05)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max_wait):
+                    await event.wait()
+        finally:
+            self._observers[channel].discard(event)
+
+    async def announce(self, name: str) -> None:
+        """Tell observers a new holder took ``name`` (Redis has no watch on SET by default)."""
+        try:
+            await self._client.publish(_channel(name), ANNOUNCE)
+        except RedisError as exc:
+            raise LockBackendError(f"redis {self._where()}: publish: {exc}") from exc
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

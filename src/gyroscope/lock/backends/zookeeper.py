@@ -356,6 +356,31 @@ class ZooKeeperBackend(ZooKeeperShared):
             async with asyncio.timeout(max_wait):
                 await gone.wait()
 
+    async def wait_change(self, name: str, seen: str | None, max_wait: float) -> None:
+        """Return when the holder of ``name`` is not ``seen``, or when ``holder`` is created,
+        deleted or changed (one watch, set by the same read that checks it), or after
+        ``max_wait``."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        client = await self._zk()
+        path = f"{ROOT}/{name}/{HOLDER}"
+        stat = await self._send(
+            "watch",
+            lambda: client.exists_async(path, lambda _e: loop.call_soon_threadsafe(changed.set)),
+        )
+        current = None
+        if stat is not None:
+            try:
+                data, _ = await self._call("get", path)
+                current = bytes(data).decode()
+            except NoNodeError:
+                return  # gone already: a change
+        if current != seen:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max_wait):
+                await changed.wait()
+
     # -- release -----------------------------------------------------------------------------
 
     async def release(self, name: str, owner: str, token: int) -> bool:
