@@ -42,6 +42,7 @@ from gyroscope.backup._repo import FORMAT_VERSION, Repository, Secret
 from gyroscope.backup._restore import RestoreStats, dump, restore
 from gyroscope.backup._retention import RetentionPolicy, SnapshotRef, apply_retention
 from gyroscope.backup._tree import Snapshot, find_snapshot, list_snapshots
+from gyroscope.backup._walk import Walk
 from gyroscope.errors import BackupError
 
 __all__ = [
@@ -83,6 +84,7 @@ __all__ = [
     "SourceConfig",
     "SourceError",
     "StorageFullError",
+    "Walk",
     "WrongPasswordError",
     "apply_retention",
     "backup",

@@ -36,6 +36,7 @@ from gyroscope.backup._tree import (
     now_utc,
     save_snapshot,
 )
+from gyroscope.backup._walk import Walk, walk_tree
 
 __all__ = ["BackupResult", "BackupStats", "backup"]
 
@@ -124,64 +125,6 @@ class _Session:
         return ids
 
 
-StatMany = Callable[[list[str]], list[os.stat_result | None]]
-
-
-def _lstat_or_none(paths: list[str]) -> list[os.stat_result | None]:
-    out: list[os.stat_result | None] = []
-    for path in paths:
-        try:
-            out.append(os.lstat(path))
-        except FileNotFoundError:
-            out.append(None)  # vanished between listing and lstat: not part of this snapshot
-    return out
-
-
-def _stat_many(pool: ThreadPoolExecutor) -> StatMany:
-    """lstat a directory's entries, half of a large directory on a helper thread (lstat releases
-    the GIL, so an incremental backup's walk of many small files runs on two cores)."""
-
-    def stat_many(paths: list[str]) -> list[os.stat_result | None]:
-        if len(paths) < 64:
-            return _lstat_or_none(paths)
-        half = len(paths) // 2
-        first = pool.submit(_lstat_or_none, paths[:half])
-        rest = _lstat_or_none(paths[half:])
-        return first.result() + rest
-
-    return stat_many
-
-
-def _walk(
-    root: str, arcroot: str, warn: Callable[[str], None], stat_many: StatMany = _lstat_or_none
-) -> Iterator[tuple[str, str, os.stat_result]]:
-    """(real path, archive path, lstat) in a stable order, parents first."""
-    st = os.lstat(root)
-    yield root, arcroot, st
-    if stat.S_ISDIR(st.st_mode):
-        yield from _walk_dir(root, arcroot, warn, stat_many)
-
-
-def _walk_dir(
-    directory: str, arcdir: str, warn: Callable[[str], None], stat_many: StatMany
-) -> Iterator[tuple[str, str, os.stat_result]]:
-    try:
-        names = sorted(os.listdir(directory))
-    except FileNotFoundError:
-        return
-    except PermissionError:
-        warn(f"{arcdir}: permission denied (its contents are not in this snapshot)")
-        return
-    paths = [os.path.join(directory, name) for name in names]
-    for name, path, st in zip(names, paths, stat_many(paths), strict=True):
-        if st is None:
-            continue
-        arc = f"{arcdir}/{name}"
-        yield path, arc, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _walk_dir(path, arc, warn, stat_many)
-
-
 def _unchanged(entry: Entry, old: Entry, repo: Repository) -> bool:
     """The files cache: same size, mtime, ctime and inode, and every chunk still indexed."""
     if not (
@@ -207,10 +150,6 @@ def _unchanged_stat(old: Entry, st: os.stat_result, repo: Repository) -> bool:
     return all(map(repo.index.__contains__, map(bytes.fromhex, old.get("c", ()))))
 
 
-def arc_path(path: str) -> str:
-    return os.path.abspath(path).lstrip("/") or "."
-
-
 def backup(
     repo: Repository,
     paths: list[str],
@@ -221,11 +160,38 @@ def backup(
     threads: int = 4,
     progress: Progress | None = None,
     host: str | None = None,
+    walk: Walk | None = None,
 ) -> BackupResult:
-    """Back up ``paths`` (and ``extra`` (archive path, real path) files, e.g. database dumps)."""
-    for path in paths:
-        if not os.path.lexists(path):
-            raise SourceError("does not exist (check the path)", source=path)
+    """Back up ``paths`` (and ``extra`` (archive path, real path) files, e.g. database dumps).
+
+    ``walk``: a ``Walk(paths)`` started earlier (before unlocking the repository, so that listing
+    the sources overlaps the key derivation); it is closed here either way.
+    """
+    try:
+        for path in paths:
+            if not os.path.lexists(path):
+                raise SourceError("does not exist (check the path)", source=path)
+        if walk is None:
+            walk = Walk(paths)
+        elif walk.paths != list(paths):
+            raise ValueError("walk was started for other paths")
+        return _backup(repo, paths, tags, full, extra, threads, progress, host, walk)
+    finally:
+        if walk is not None:
+            walk.close()
+
+
+def _backup(
+    repo: Repository,
+    paths: list[str],
+    tags: list[str] | tuple[str, ...],
+    full: bool,
+    extra: Sequence[tuple[str, str]],
+    threads: int,
+    progress: Progress | None,
+    host: str | None,
+    walk: Walk,
+) -> BackupResult:
     started = time.monotonic()
     stats = BackupStats()
     host = host or socket.gethostname()
@@ -241,7 +207,7 @@ def backup(
             time.monotonic() - started,
         )
         session = _Session(repo, stats)
-        entries = _collect(session, paths, extra, old, threads, progress)
+        entries = _collect(session, walk, extra, old, threads, progress)
         log.debug(
             "backup: %d entries walked and read after %.3f s",
             len(entries),
@@ -359,35 +325,41 @@ class _Collector:
 
 def _collect(
     session: _Session,
-    paths: list[str],
+    walk: Walk,
     extra: Sequence[tuple[str, str]],
     old: dict[str, Entry],
     threads: int,
     progress: Progress | None,
 ) -> list[Entry]:
     last_report = 0.0
-    sources = [(p, arc_path(p)) for p in paths] + [(real, arc) for arc, real in extra]
-    with (
-        ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="backup-stat") as stat_pool,
-    ):
+    warnings = session.stats.warnings
+    with ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool:
         collector = _Collector(session, old, pool, threads)
-        stat_many = _stat_many(stat_pool)
-        for root, arcroot in sources:
-            try:
-                for real, arc, st in _walk(root, arcroot, session.stats.warnings.append, stat_many):
-                    collector.visit(real, arc, st)
-                    if progress and time.monotonic() - last_report > 0.25:
-                        last_report = time.monotonic()
-                        progress(session.stats)
-            except FileNotFoundError:
-                raise SourceError(
-                    "vanished during the backup; nothing was committed (run again)", source=root
-                ) from None
+        for batch in _batches(walk, extra, warnings.append):
+            for real, arc, st in batch:
+                collector.visit(real, arc, st)
+            if progress and time.monotonic() - last_report > 0.25:
+                last_report = time.monotonic()
+                progress(session.stats)
         entries = collector.finish()
+    warnings[:0] = walk.warnings
     if progress:
         progress(session.stats)
     return entries
+
+
+def _batches(
+    walk: Walk, extra: Sequence[tuple[str, str]], warn: Callable[[str], None]
+) -> Iterator[list[tuple[str, str, os.stat_result]]]:
+    """The sources' listing from ``walk``, then the extra (database dump) files."""
+    yield from walk
+    for arc, real in extra:
+        try:
+            yield list(walk_tree(real, arc, warn))
+        except FileNotFoundError:
+            raise SourceError(
+                "vanished during the backup; nothing was committed (run again)", source=real
+            ) from None
 
 
 def _revalidate(

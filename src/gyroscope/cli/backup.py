@@ -148,32 +148,39 @@ def create(
       gyro backup create /srv/backups/repo /etc /var/lib/models --tag nightly
       gyro backup create /srv/backups/repo --sqlite app=/var/lib/app.db --postgres main=postgresql:///main
     """
+    from gyroscope.backup import Walk
     from gyroscope.backup import backup as run_backup
     from gyroscope.backup._sources import dump_sources
 
-    repository = open_repo(repo, password_file, key_file)
-    with (
-        dump_sources(_sources(sqlite, postgres, redis)) as extra,
-        progress_reporter(as_json, "backing up") as report,
-    ):
-        if not paths and not extra:
-            raise click.UsageError("give at least one path or database source")
-        result = run_backup(
-            repository,
-            list(paths),
-            tags=list(tags),
-            full=full,
-            extra=extra,
-            threads=threads,
-            progress=lambda s: report(
-                {
-                    "what": f"{s.files} files, {s.bytes_read / 1e6:.0f} MB read",
-                    "files": s.files,
-                    "bytes_read": s.bytes_read,
-                    "done": s.bytes_read,
-                }
-            ),
-        )
+    # Listing the sources starts now, so that it overlaps unlocking the repository (Argon2id).
+    walk = Walk(list(paths))
+    try:
+        repository = open_repo(repo, password_file, key_file)
+        with (
+            dump_sources(_sources(sqlite, postgres, redis)) as extra,
+            progress_reporter(as_json, "backing up") as report,
+        ):
+            if not paths and not extra:
+                raise click.UsageError("give at least one path or database source")
+            result = run_backup(
+                repository,
+                list(paths),
+                tags=list(tags),
+                full=full,
+                extra=extra,
+                threads=threads,
+                walk=walk,
+                progress=lambda s: report(
+                    {
+                        "what": f"{s.files} files, {s.bytes_read / 1e6:.0f} MB read",
+                        "files": s.files,
+                        "bytes_read": s.bytes_read,
+                        "done": s.bytes_read,
+                    }
+                ),
+            )
+    finally:
+        walk.close()
     stats = result.stats
     for warning in stats.warnings:
         click.echo(f"warning: {warning}", err=True)
