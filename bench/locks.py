@@ -9,8 +9,10 @@ The benchmark starts its own servers on free loopback ports with data in a temp 
    order flipping between rounds): the median wall time of
    one ``Lock.acquire()`` + ``release()`` and of the raw pair on the same client library and event
    loop — Redis ``SET NX PX`` + ``DEL`` (redis-py asyncio), etcd ``put`` + ``delete`` (httpx to the
-   JSON gateway), ZooKeeper ``create`` (ephemeral) + ``delete`` (kazoo). CPU time per pair comes
-   from ``getrusage`` of this process.
+   JSON gateway), ZooKeeper ``create`` (ephemeral) + ``delete`` (kazoo). Ours on ZooKeeper is one
+   ``create`` + one ``multi`` (check the session marker and break epoch, delete), see
+   ``gyroscope.lock.backends.zookeeper``. CPU time per pair comes from ``getrusage`` of this
+   process.
 2. Contended, Redis: 8 processes loop acquire / release for a fixed time. A *handoff* is a grant
    to a different process than the previous grant (a holder re-taking the lock it just released
    is not one); we report handoffs/s, acquisitions/s and each acquisition's wait. Ours uses
