@@ -4,6 +4,9 @@ the same process and the same rounds.
 - Durable ingest (anchor: the raw floor of durability — ``os.write`` + ``fdatasync`` of the same
   number of bytes per batch to a plain file). 200-byte lines, 1000 per batch; ``append`` returns only
   after the batch is fsynced, exactly as an HTTP request is acknowledged.
+- HTTP ingest (no anchor; informative): two client processes POST JSON-lines bodies of 1000 lines
+  over loopback to a ``LogServer`` on uvloop; lines/s and the server's CPU per line (parsing,
+  validation, group commit, everything above).
 - Label + line filter over N lines (default 1M; ``--lines 10000000`` for the issue's 10M), 20
   streams. Query mix: a rare trace id inside one stream, a common word inside one service, a
   mid-frequency user. Anchor: ``grep -F -m LIMIT`` over the same lines in one plain text file.
@@ -20,6 +23,7 @@ unit of work, and the machine's load average is printed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -32,8 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from gyroscope.core import run
 from gyroscope.logs import (
     Entry,
+    LogsConfig,
+    LogServer,
     LogStore,
     canonical,
     parse_loki_push,
@@ -173,6 +180,83 @@ def bench_ingest(tmp: Path, rounds: int, lines: int) -> float:
     return statistics.median(ours)
 
 
+# A client process: JSON-lines bodies of BATCH lines, POSTed one after another on one connection.
+_CLIENT = r"""
+import http.client, json, random, sys
+sys.path.insert(0, sys.argv[4])
+from logs import BATCH, make_line
+port, batches, rng = int(sys.argv[1]), int(sys.argv[2]), random.Random(int(sys.argv[3]))
+bodies = [
+    "\n".join(
+        json.dumps({"labels": {"service": "api", "level": "info"}, "line": make_line(rng, i)})
+        for i in range(BATCH)
+    ).encode()
+    for _ in range(batches)
+]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+print("ready", flush=True)
+sys.stdin.readline()
+for body in bodies:
+    conn.request("POST", "/api/logs/push", body=body)
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200, resp.status
+print("done", flush=True)
+"""
+
+
+async def http_round(path: Path, lines: int, clients: int = 2) -> tuple[float, float]:
+    """Lines/s and the server's CPU per line for JSON-lines pushes over loopback HTTP."""
+    server = LogServer(LogsConfig(listen="127.0.0.1:0", checkpoint_seconds=0), path)
+    await server.start()
+    here = str(Path(__file__).resolve().parent)
+    per = lines // BATCH // clients
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLIENT, str(server.http.port), str(per), str(k), here],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(clients)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdin is not None
+            assert (await asyncio.to_thread(p.stdout.readline)).strip() == "ready"
+        c0, t0 = cpu(), time.perf_counter()
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert p.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(p.stdout.readline), 300)
+            assert line.strip() == "done", "an HTTP client failed"
+        wall, used = time.perf_counter() - t0, cpu() - c0
+        assert server.store.next_seq == per * clients * BATCH
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        await server.stop(1.0)
+    shutil.rmtree(path)
+    return per * clients * BATCH / wall, used / (per * clients * BATCH)
+
+
+def bench_http(tmp: Path, rounds: int, lines: int) -> None:
+    print(
+        f"\n== HTTP JSON-lines ingest, 2 clients on loopback, {lines:,} lines per round ({load()})"
+    )
+    rate, used = [], []
+    for r in range(rounds):
+        a, ca = run(http_round(tmp / f"http{r}", lines))  # uvloop, as gyro up runs it
+        rate.append(a)
+        used.append(ca)
+        print(f"  round {r + 1}: {a:,.0f} lines/s, server CPU {ca * 1e6:.2f} us/line")
+    print(f"  HTTP {spread(rate)} lines/s; server CPU {statistics.median(used) * 1e6:.2f} us/line")
+
+
 def build(path: Path, text: Path, lines: int) -> tuple[LogStore, list[str]]:
     print(f"\n== building {lines:,} lines in 20 streams ({load()})")
     rng = random.Random(7)
@@ -277,6 +361,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gyro-bench-logs-", dir=os.environ.get("TMPDIR", "/tmp")))
     try:
         ingest = bench_ingest(tmp, args.rounds, args.ingest_lines)
+        bench_http(tmp, 3, args.ingest_lines)
         store, rare = build(tmp / "store", tmp / "lines.txt", args.lines)
         p95 = bench_query(store, tmp / "lines.txt", max(args.rounds, 7), rare)
         fast, deep = bench_verify(store, args.rounds)

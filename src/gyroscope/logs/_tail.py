@@ -46,27 +46,30 @@ def lines_since(store: LogStore, q: LogQuery, seen: int, upto: int | None = None
         if count == 0 or seg.last_seq < seen:
             continue
         start = bisect.bisect_left(seg.seqs, seen, 0, count)
-        with seg.mapped() as view:
-            for idx in range(start, count):
-                seq = seg.seqs[idx]
-                if upto is not None and seq >= upto:
-                    break
-                text = seg.streams[seg.sids[idx]]
-                if not ok(text):
-                    continue
-                try:
-                    rec = decode(view, seg.offsets[idx], with_leaf=False).record
-                except FrameError:
-                    continue  # reported by the scrubber and verify; the tail serves the rest
-                if rec.redacted:
-                    continue
-                labels = labels_of.get(text)
-                if labels is None:
-                    labels = labels_of[text] = parse_labels(text)
-                line = rec.line.decode("utf-8", "replace")
-                fields = run(line, labels)
-                if fields is not None:
-                    out.append(LogLine(seq, rec.ts_ns, fields, line))
+        try:
+            with seg.mapped() as view:
+                for idx in range(start, count):
+                    seq = seg.seqs[idx]
+                    if upto is not None and seq >= upto:
+                        break
+                    text = seg.streams[seg.sids[idx]]
+                    if not ok(text):
+                        continue
+                    try:
+                        rec = decode(view, seg.offsets[idx], with_leaf=False).record
+                    except FrameError:
+                        continue  # reported by the scrubber and verify; the tail serves the rest
+                    if rec.redacted:
+                        continue
+                    labels = labels_of.get(text)
+                    if labels is None:
+                        labels = labels_of[text] = parse_labels(text)
+                    line = rec.line.decode("utf-8", "replace")
+                    fields = run(line, labels)
+                    if fields is not None:
+                        out.append(LogLine(seq, rec.ts_ns, fields, line))
+        except FileNotFoundError:
+            continue  # dropped by retention meanwhile
     return out
 
 
