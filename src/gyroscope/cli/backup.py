@@ -150,8 +150,10 @@ def create(
     """
     from gyroscope.backup import Walk
     from gyroscope.backup import backup as run_backup
+    from gyroscope.backup._heap import bound_heap
     from gyroscope.backup._sources import dump_sources
 
+    bound_heap()  # this process is ours: keep chunk-sized buffers out of fragmenting heaps
     # Listing the sources starts now, so that it overlaps unlocking the repository (Argon2id).
     walk = Walk(list(paths))
     try:
