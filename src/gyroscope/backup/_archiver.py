@@ -42,6 +42,10 @@ __all__ = ["BackupResult", "BackupStats", "backup"]
 
 log = logging.getLogger(__name__)
 
+# Reading is CPU-bound (FastCDC, BLAKE3, zstd, AES-GCM release the GIL): more threads than cores
+# only add GIL hand-offs (a 1 GB full backup on 2 cores used ~30% more CPU with 4 than with 2).
+READ_THREADS = max(2, min(8, os.cpu_count() or 2))
+
 
 @dataclass(slots=True)
 class BackupStats:
@@ -157,7 +161,7 @@ def backup(
     tags: list[str] | tuple[str, ...] = (),
     full: bool = False,
     extra: Sequence[tuple[str, str]] = (),
-    threads: int = 4,
+    threads: int = READ_THREADS,
     progress: Progress | None = None,
     host: str | None = None,
     walk: Walk | None = None,

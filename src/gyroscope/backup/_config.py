@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -149,7 +150,7 @@ class JobConfig(StrictModel):
     retention: RetentionConfig | None = None
     drill: DrillConfig | None = None
     overdue_after: str | None = None
-    threads: int = Field(default=4, ge=1, le=64)
+    threads: int = Field(default=max(2, min(8, os.cpu_count() or 2)), ge=1, le=64)
 
     @field_validator("schedule")
     @classmethod

@@ -123,7 +123,12 @@ def _sources(
     "--postgres", multiple=True, help="NAME=DSN: a PostgreSQL database, dumped with pg_dump -Fc."
 )
 @click.option("--redis", multiple=True, help="NAME=URL: a Redis server's RDB (BGSAVE snapshot).")
-@click.option("--threads", default=4, show_default=True, help="Reader threads.")
+@click.option(
+    "--threads",
+    default=max(2, min(8, os.cpu_count() or 2)),
+    show_default=True,
+    help="Reader threads (hashing, zstd and AES release the GIL: one per core is enough).",
+)
 @json_option
 def create(
     repo: str,
