@@ -108,3 +108,26 @@ async def _expire(backend: ZooKeeperBackend) -> None:
     await asyncio.to_thread(intruder.stop)
     await asyncio.to_thread(intruder.close)
     await asyncio.wait_for(lost.wait(), 15)
+
+
+async def test_release_retried_after_a_lost_reply_never_deletes_the_next_holder() -> None:
+    """Our release was applied but its reply was lost; the lock passed to someone else; the
+    retry must not delete their ``holder`` (the checks cannot tell it from ours: read first)."""
+    require("zookeeper")
+    a, b = ZooKeeperBackend(ZK_HOSTS), ZooKeeperBackend(ZK_HOSTS)
+    name = f"lost-reply-{time.monotonic_ns()}"
+    try:
+        first = await a.try_acquire(name, "owner-a", 2, fair=False)
+        assert isinstance(first, Grant)
+        hold = a._holds[(name, "owner-a")]
+        assert await a._delete_hold(name, hold)  # applied on the server ...
+        hold.uncertain = True  # ... but, as far as the client knows, maybe not
+        second = await b.try_acquire(name, "owner-b", 2, fair=False)
+        assert isinstance(second, Grant)
+        assert not await a.release(name, "owner-a", first.token)
+        info = await b.inspect(name)
+        assert info is not None and info.owner == "owner-b" and info.token == second.token
+        assert await b.release(name, "owner-b", second.token)
+    finally:
+        await a.aclose()
+        await b.aclose()

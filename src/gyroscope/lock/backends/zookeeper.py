@@ -33,6 +33,11 @@ Why releasing a fixed path is safe — the release is one ``multi``:
   when the check fails we re-read the lock node and ``holder`` and retry only if ``holder`` is
   still ours — same ``czxid``, our session — which a break would have changed.)
 
+* A release whose *reply* was lost may have been applied already, and the next holder's
+  ``holder`` passes both checks. So a retried release first reads ``holder`` and goes on only if
+  its ``czxid`` is still our token (our session's requests are applied in order, so the read
+  sees the earlier attempt; anything else that could replace the node changes a checked value).
+
 What that guarantees: a release deletes ``holder`` only if it is the node this hold created.
 What it does not: a holder that is *paused* past its session keeps running; fencing tokens are
 what make its late writes harmless (see ``FencedResource``).
@@ -92,6 +97,7 @@ class _Hold:
     marker: str | None = None  # the session marker checked on release
     queue: str | None = None  # our fair-queue node, if we queued
     watch: str | None = None  # what ``wait`` watches: the predecessor or ``holder``
+    uncertain: bool = False  # a release was sent and its reply lost
 
 
 def _seq(child: str) -> int:
@@ -292,8 +298,15 @@ class ZooKeeperBackend(ZooKeeperShared, ZooKeeperClient):
         hold = self._holds.get((name, owner))
         if hold is None or hold.czxid != token:
             return False
-        for _ in range(3):
-            if await self._delete_hold(name, hold):
+        # After an unknown outcome (the reply was lost), our delete may have been applied and
+        # someone else may hold a new ``holder`` now, which the checks cannot tell from ours:
+        # read first. (One session's requests run in order, so that read sees our earlier one.)
+        ours = not hold.uncertain or await self._still_ours(name, hold)
+        for _ in range(3 if ours else 0):
+            hold.uncertain = True
+            deleted = await self._delete_hold(name, hold)
+            hold.uncertain = False
+            if deleted:
                 self._holds.pop((name, owner), None)
                 return True
             if not await self._still_ours(name, hold):
@@ -315,14 +328,18 @@ class ZooKeeperBackend(ZooKeeperShared, ZooKeeperClient):
 
     async def _still_ours(self, name: str, hold: _Hold) -> bool:
         """After a failed check: is ``holder`` still this hold's node? Refreshes epoch/marker."""
-        parent = self._submit("exists", f"{ROOT}/{name}")
-        holder = self._submit("exists", f"{ROOT}/{name}/{HOLDER}")
-        pstat, hstat = await parent, await holder
+        pstat, hstat, qstat = await asyncio.gather(
+            self._call("exists", f"{ROOT}/{name}"),
+            self._call("exists", f"{ROOT}/{name}/{HOLDER}"),
+            self._call("exists", hold.queue) if hold.queue else asyncio.sleep(0),
+        )
         if hstat is None or pstat is None or hstat.czxid != hold.czxid:
             return False
         if hstat.ephemeralOwner != self._session():
             return False
         self._epochs[name] = pstat.version
+        if qstat is None:
+            hold.queue = None  # our queue node is gone (it never is without ``holder``)
         hold.marker = await self._session_marker()
         return True
 
