@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 def _rewrite(store: LogStore, seg: Segment, drop: Callable[[int, str], bool]) -> int:
     """Rewrite ``seg`` with the records ``drop(seq, labels)`` selects turned into stubs."""
+    with seg.index_lock:  # not while the background indexer writes this segment's sidecar
+        return _rewrite_locked(store, seg, drop)
+
+
+def _rewrite_locked(store: LogStore, seg: Segment, drop: Callable[[int, str], bool]) -> int:
     with seg.mapped() as view:
         result = scan_frames(seg.path, view)
         if result.damage:
@@ -106,7 +111,8 @@ def apply_retention(
                 removed += seg.count
                 store.merkle.sync()  # the leaves are the only copy of these hashes from now on
                 atomic_write(store.path / "dropped_until", str(seg.last_seq + 1).encode())
-                seg.remove()
+                with seg.index_lock:
+                    seg.remove()
                 store.segments.remove(seg)
                 continue
             removed += _rewrite(store, seg, lambda _s, labels, st=streams: labels in st)  # type: ignore[misc]

@@ -16,6 +16,7 @@ import json
 import logging
 import mmap
 import os
+import threading
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ class Segment:
             tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint16]] | None
         ) = None
         self.damage: list[Damage] = []
+        # Held while the sidecar is written or the segment rewritten: the background indexer and
+        # redaction/retention must not write the same files at once.
+        self.index_lock = threading.RLock()
 
     @staticmethod
     def name_for(base: int) -> str:
@@ -239,6 +243,10 @@ class Segment:
     # -- sidecar -------------------------------------------------------------------------------
     def save_index(self, *, with_bloom: bool) -> None:
         """Write the sidecar (and build the bloom filter first when asked); runs off the ingest path."""
+        with self.index_lock:
+            self._save_index(with_bloom=with_bloom)
+
+    def _save_index(self, *, with_bloom: bool) -> None:
         if with_bloom and self.bloom is None:
             with self.mapped() as view:
                 self.bloom = BloomFilter.build(view)

@@ -345,6 +345,8 @@ class LogStore:
                 if not self._to_index:
                     return
                 seg = self._to_index.pop(0)
+                if seg not in self.segments:
+                    continue  # removed by retention meanwhile
             try:
                 seg.save_index(with_bloom=True)
             except (OSError, ValueError) as exc:
