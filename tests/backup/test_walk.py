@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def test_prestarted_walk_gives_the_same_snapshot(repo: Repository, tmp_path: Pat
     strip = lambda snap: [{k: v for k, v in e.items() if k != "at"} for e in snap.entries(repo)]  # noqa: E731
     assert strip(first) == strip(second)
     assert not _walk_threads()
+
+
+def test_names_that_are_not_utf8_round_trip(repo: Repository, tmp_path: Path) -> None:
+    from gyroscope.backup import restore
+
+    src = tmp_path / "src"
+    src.mkdir()
+    names = [b"caf\xe9.txt", "café-utf8.txt".encode()]  # Latin-1 bytes, then valid UTF-8
+    for raw in names:
+        with open(os.path.join(os.fsencode(src), raw), "wb") as fh:
+            fh.write(raw)
+    snap = backup(repo, [str(src)]).snapshot
+    again = backup(repo, [str(src)]).snapshot  # the tree is read back as the parent
+    assert again.stats["files_unchanged"] == 2
+    out = tmp_path / "out"
+    restore(repo, again, out)
+    restored = out / str(src).lstrip("/")
+    assert sorted(os.listdir(os.fsencode(restored))) == sorted(names)
+    for raw in names:
+        with open(os.path.join(os.fsencode(restored), raw), "rb") as fh:
+            assert fh.read() == raw
+    assert snap.id != again.id

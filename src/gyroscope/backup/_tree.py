@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
+import orjson
+
 from gyroscope.backup._errors import SnapshotNotFound
 from gyroscope.backup._repo import Repository
 
@@ -88,11 +90,21 @@ def entry_from_stat(path: str, st: os.stat_result) -> Entry:
 
 
 def encode_tree(entries: list[Entry]) -> bytes:
-    return json.dumps(entries, separators=(",", ":")).encode()
+    """Compact JSON; orjson (~5x faster on a large tree) unless a name is not valid UTF-8 (a
+    surrogate escape from os.listdir), which only the standard encoder can represent."""
+    try:
+        return orjson.dumps(entries)
+    except orjson.JSONEncodeError:
+        return json.dumps(entries, separators=(",", ":")).encode()
 
 
 def decode_tree(data: bytes) -> Iterator[Entry]:
-    entries: list[Entry] = json.loads(data) if data else []
+    if not data:
+        return iter([])
+    try:
+        entries: list[Entry] = orjson.loads(data)
+    except orjson.JSONDecodeError:  # escaped lone surrogates: see encode_tree
+        entries = json.loads(data)
     return iter(entries)
 
 
