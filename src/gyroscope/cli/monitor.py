@@ -282,7 +282,13 @@ def history(
 
 @monitor.group()
 def silence() -> None:
-    """Add, list and expire silences (one-off or recurring)."""
+    """Add, list and expire silences (one-off or recurring).
+
+    \b
+    Examples:
+      gyro monitor silence add 'job="demo"' --duration 2h --comment "maintenance"
+      gyro monitor silence list
+    """
 
 
 @silence.command("add")
@@ -379,7 +385,12 @@ def silence_expire(silence_id: str, url: str, token: str | None) -> None:
 
 @monitor.group()
 def rules() -> None:
-    """Rule file tools."""
+    """Rule file tools.
+
+    \b
+    Example:
+      gyro monitor rules check rules/*.yaml
+    """
 
 
 @rules.command("check")
