@@ -16,10 +16,11 @@ def walk(
 ) -> Iterator[tuple[str, ...]]:
     for name in group.list_commands(ctx):
         command = group.get_command(ctx, name)
-        assert command is not None, f"{' '.join(prefix + (name,))} is listed but cannot be loaded"
-        yield (*prefix, name)
+        path = (*prefix, name)
+        assert command is not None, f"{' '.join(path)} is listed but cannot be loaded"
+        yield path
         if isinstance(command, click.Group):
-            yield from walk(command, click.Context(command, parent=ctx), (*prefix, name))
+            yield from walk(command, click.Context(command, parent=ctx), path)
 
 
 COMMANDS = list(walk(cli, click.Context(cli), ()))
