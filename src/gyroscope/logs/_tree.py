@@ -99,6 +99,10 @@ class MerkleLog:
     def leaf(self, index: int) -> bytes:
         return os.pread(self._fd, HASH, index * HASH)
 
+    def leaf_bytes(self, lo: int, hi: int) -> bytes:
+        """Leaves ``lo .. hi-1`` as one string of 32-byte hashes (no per-leaf objects)."""
+        return os.pread(self._fd, max(hi - lo, 0) * HASH, lo * HASH)
+
     def leaves(self, lo: int, hi: int) -> list[bytes]:
         data = os.pread(self._fd, (hi - lo) * HASH, lo * HASH)
         return [data[i : i + HASH] for i in range(0, len(data), HASH)]
