@@ -304,7 +304,10 @@ def main() -> None:
                 measure(tool)
             changed = change_5_percent(data, rng)
             for tool in order:
-                record(tool, "incr", tool.backup().wall)
+                incr = tool.backup()
+                record(tool, "incr", incr.wall)
+                record(tool, "incr_cpu", incr.cpu)
+                record(tool, "incr_rss_mb", incr.rss_mb)
             for tool in order:
                 target = work / f"restore-{tool.name}"
                 shutil.rmtree(target, ignore_errors=True)
@@ -351,6 +354,10 @@ def main() -> None:
     repo_ratio = [a / b for a, b in zip(g["repo_mb"], s["repo_mb"], strict=True)]
     print(
         f"CPU ms per MB, full backup: gyro {fmt(g['full_cpu_per_mb'])}, restic {fmt(s['full_cpu_per_mb'])}"
+    )
+    print(
+        f"CPU s, incremental: gyro {fmt(g['incr_cpu'])}, restic {fmt(s['incr_cpu'])}; "
+        f"peak memory MB, incremental: gyro {fmt(g['incr_rss_mb'])}, restic {fmt(s['incr_rss_mb'])}"
     )
     print(
         f"CPU ms per MB, restore: gyro {fmt(g['restore_cpu_per_mb'])}, restic {fmt(s['restore_cpu_per_mb'])}"
