@@ -133,3 +133,32 @@ async def test_client_close_or_disconnect_frees_the_tail(
         await wait_tails(server, 1)
         await push(client, ({"job": "api"}, "still here"))
         assert [line for _, _, line in await entries(ws2, 1)] == ["still here"]
+
+
+async def test_tail_misses_no_batch_that_lands_while_it_reads(
+    server: LogServer, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push that lands while the tail is reading wakes nobody (the tail is not waiting), so the
+    tail must notice it by itself. Reading is slowed down here so that the second push surely
+    lands during the read of the first."""
+    import time
+
+    from gyroscope.logs import _tail
+
+    real = _tail.lines_since
+    reading = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(*args: object) -> list[object]:
+        loop.call_soon_threadsafe(reading.set)
+        time.sleep(0.3)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_tail, "lines_since", slow)
+    async with connect(tail_url(server, query='{job="burst"}', limit=0)) as ws:
+        await wait_tails(server, 1)
+        await push(client, ({"job": "burst"}, "first"))
+        await asyncio.wait_for(reading.wait(), 30)
+        await push(client, ({"job": "burst"}, "second"))  # lands while the tail reads "first"
+        got = await entries(ws, 2)
+        assert [line for _, _, line in got] == ["first", "second"]

@@ -27,7 +27,7 @@ from gyroscope.logs._lokipb import parse_loki_protobuf
 from gyroscope.logs._proofs import consistency_proof, inclusion_proof
 from gyroscope.logs._query import run_log_query, run_metric_query, stream_matcher
 from gyroscope.logs._scrub import verify_store
-from gyroscope.logs._tail import LokiTail, lines_since
+from gyroscope.logs._tail import LokiTail, follow
 
 if TYPE_CHECKING:
     from gyroscope.logs._service import LogServer
@@ -233,20 +233,14 @@ class LogApi:
 
     async def _tail(self, q: LogQuery, backlog: int) -> AsyncIterator[bytes]:
         store = self.server.store
+        seen = store.next_seq  # first: a line stored during the backlog query comes after it
         res = await asyncio.to_thread(
             run_log_query, store, q, start_ns=0, end_ns=2**63 - 1, limit=backlog
         )
-        seen = store.next_seq
         for ln in reversed(res.lines):
-            yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
-        deadline = time.monotonic() + self.server.config.tail_max_seconds
-        while time.monotonic() < deadline:
-            await self.server.new_data.wait()
-            upto = store.next_seq
-            if upto == seen:
-                continue
-            lines = await asyncio.to_thread(lines_since, store, q, seen)
-            seen = upto
+            if ln.seq < seen:
+                yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
+        async for lines in follow(self.server, q, seen, self.server.config.tail_max_seconds):
             for ln in lines:
                 yield _ndjson(ln.seq, ln.ts_ns, ln.labels, ln.line)
 

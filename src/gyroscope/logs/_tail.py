@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -31,7 +32,7 @@ from gyroscope.logs._store import LogStore
 if TYPE_CHECKING:
     from gyroscope.logs._service import LogServer
 
-__all__ = ["LokiTail", "lines_since", "loki_message"]
+__all__ = ["LokiTail", "follow", "lines_since", "loki_message"]
 
 _BATCH = 1000  # lines per WebSocket message
 
@@ -71,6 +72,31 @@ def lines_since(store: LogStore, q: LogQuery, seen: int, upto: int | None = None
         except FileNotFoundError:
             continue  # dropped by retention meanwhile
     return out
+
+
+async def follow(
+    server: LogServer, q: LogQuery, seen: int, seconds: float, delay_s: float = 0.0
+) -> AsyncIterator[list[LogLine]]:
+    """Batches of new matching lines from sequence number ``seen`` on, for ``seconds``.
+
+    Never misses a batch: the store's next sequence number is compared before each wait (an
+    ingest that lands while we read wakes nobody), and the wait times out every second.
+    """
+    store = server.store
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if store.next_seq == seen:
+            try:
+                await asyncio.wait_for(server.new_data.wait(), min(left, 1.0))
+            except TimeoutError:
+                continue
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        upto = store.next_seq
+        lines = await asyncio.to_thread(lines_since, store, q, seen, upto)
+        seen = upto
+        if lines:
+            yield lines
 
 
 def loki_message(lines: list[LogLine]) -> str:
@@ -115,19 +141,8 @@ class LokiTail:
                 limit=self.limit,
             )
             await self._send(ws, [ln for ln in reversed(backlog.lines) if ln.seq < seen])
-        deadline = time.monotonic() + self.server.config.tail_max_seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if store.next_seq == seen:
-                # woken by every ingest; the timeout covers a batch that landed before we waited
-                try:
-                    await asyncio.wait_for(self.server.new_data.wait(), min(left, 1.0))
-                except TimeoutError:
-                    continue
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            upto = store.next_seq
-            lines = await asyncio.to_thread(lines_since, store, self.q, seen, upto)
-            seen = upto
+        seconds = self.server.config.tail_max_seconds
+        async for lines in follow(self.server, self.q, seen, seconds, self.delay_s):
             await self._send(ws, lines)
         await ws.close(1000, "tail duration limit reached")
 
