@@ -13,7 +13,16 @@ from gyroscope.core._config import (
     validate_config,
 )
 from gyroscope.core._datadir import DataDir, atomic_write, default_data_dir
-from gyroscope.core._http import Connection, Handler, HttpServer, Request, Response, StreamResponse
+from gyroscope.core._http import (
+    Connection,
+    Handler,
+    HttpServer,
+    Request,
+    Response,
+    StreamResponse,
+    WebSocket,
+    WebSocketResponse,
+)
 from gyroscope.core._loop import run, uvloop_available
 from gyroscope.core._metrics import CollectorRegistry, metrics_response
 from gyroscope.core._service import Health, Service, ServiceSpec, run_alone
@@ -34,6 +43,8 @@ __all__ = [
     "ServiceSpec",
     "StreamResponse",
     "StrictModel",
+    "WebSocket",
+    "WebSocketResponse",
     "atomic_write",
     "default_data_dir",
     "format_validation_error",

@@ -18,8 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from gyroscope.core import Request, Response, StreamResponse, metrics_response
-from gyroscope.core._websocket import WebSocketResponse
+from gyroscope.core import Request, Response, StreamResponse, WebSocketResponse, metrics_response
 from gyroscope.logs._errors import BadInputError, LogStoreError, QuerySyntaxError
 from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_time
 from gyroscope.logs._logql import LogQuery, MetricQuery, parse_query, parse_selector

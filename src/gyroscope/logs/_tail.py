@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from gyroscope.core._websocket import WebSocket
+from gyroscope.core import WebSocket
 from gyroscope.logs._labels import parse_labels
 from gyroscope.logs._logql import LogQuery
 from gyroscope.logs._query import LogLine, _pipeline, run_log_query, stream_matcher
