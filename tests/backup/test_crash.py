@@ -41,6 +41,16 @@ def _packs(repo: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(data)) if data.exists() else 0
 
 
+def _complete_bytes(repo: Path) -> int:
+    """Bytes in complete packs (``.tmp-*`` files are half-written ones)."""
+    total = 0
+    for dirpath, _, files in os.walk(repo / "data"):
+        for name in files:
+            if not name.startswith("."):  # a complete pack is only ever added, never removed
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total
+
+
 def _kill_after_packs(proc: subprocess.Popen[bytes], repo: Path, before: int, wanted: int) -> None:
     deadline = time.monotonic() + 60
     while proc.poll() is None and _packs(repo) - before < wanted and time.monotonic() < deadline:
@@ -101,13 +111,13 @@ def test_rerun_after_kill_reuses_stored_packs(tmp_path: Path) -> None:
     for i in range(6):
         (src / f"f{i}").write_bytes(os.urandom(2 << 20))
     proc = _start(repo_path, src, delay=0.25)  # slow enough to be killed well before the end
-    _kill_after_packs(proc, repo_path, 0, 5)
-    packs = [
-        f for f in (repo_path / "data").rglob("*") if f.is_file() and not f.name.startswith(".")
-    ]
-    stored = sum(
-        f.stat().st_size for f in packs
-    )  # complete packs; .tmp-* files are half-written ones
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and _complete_bytes(repo_path) < 4 << 20:
+        assert time.monotonic() < deadline, "the backup stored nothing within 60 s"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stored = _complete_bytes(repo_path)
     assert stored > 3 << 20, "the backup finished or died before it stored enough to test"
     repo = Repository.open(str(repo_path), Secret(password=PASSWORD))
     assert list_snapshots(repo) == []
