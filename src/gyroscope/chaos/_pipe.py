@@ -55,7 +55,10 @@ class Pipe:
         self._queue: deque[tuple[float, bytes | None]] = deque()
         self._queued = 0
         self._last_release = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        # uvloop turns a call_at whose time has passed into a plain Handle with no when(), so
+        # the deadline of the pending pump is kept here.
+        self._timer: asyncio.Handle | None = None
+        self._timer_when = 0.0
         self._eof_timer: asyncio.TimerHandle | None = None
         self._bucket: TokenBucket | None = None
         self._dest_blocked = False
@@ -196,10 +199,11 @@ class Pipe:
     # -- timers and flow control -------------------------------------------------------------
     def _schedule(self, when: float) -> None:
         if self._timer is not None:
-            if self._timer.when() <= when:
+            if self._timer_when <= when:
                 return
             self._timer.cancel()
         self._timer = self._loop.call_at(when, self.pump)
+        self._timer_when = when
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
