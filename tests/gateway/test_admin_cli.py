@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 import json
 import os
@@ -227,7 +229,11 @@ async def test_metrics_and_health_through_the_admin_port(demos, gateway):
     async with httpx.AsyncClient(base_url=gw.admin.url) as admin:
         text = (await admin.get("/metrics")).text
         health = (await admin.get("/health")).json()
-    assert 'gyro_gateway_requests_total{backend="d0",code="2xx",route="default"}' in text
+    # The default policy picks at random between equally idle replicas, so count over both.
+    answered = re.findall(
+        r'gyro_gateway_requests_total\{backend="d[01]",code="2xx",route="default"\} (\S+)', text
+    )
+    assert sum(float(n) for n in answered) == 4.0, text
     assert "gyro_gateway_request_duration_seconds_bucket" in text
     assert 'gyro_gateway_backend_healthy{backend="d1"} 1.0' in text
     assert health["status"] == "ok" and len(health["backends"]) == 2
