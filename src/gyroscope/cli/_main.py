@@ -73,7 +73,7 @@ def cli(verbose: int) -> None:
 
     \b
     Examples:
-      gyro up --demo                      # the platform with three demo model replicas
+      gyro up --demo                      # the whole platform on three demo model replicas
       gyro demo serve --port 8001         # one simulated OpenAI-compatible model server
       gyro config check gyroscope.yaml    # validate a config without running anything
 

@@ -81,7 +81,11 @@ def _announce(daemon: Daemon, source: str) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: ./gyroscope.yaml).",
 )
-@click.option("--demo", is_flag=True, help="Run the built-in demo: three demo model replicas.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Run the built-in demo: three demo replicas behind the gateway, monitored, logs kept.",
+)
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -96,7 +100,7 @@ def up(config_path: Path | None, demo: bool, data_dir: Path | None) -> None:
 
     \b
     Examples:
-      gyro up --demo                 # three demo model replicas, the platform API on :7070
+      gyro up --demo                 # demo replicas, gateway :8080, monitor, logs; API :7070
       gyro up -c gyroscope.yaml      # what your config names
       kill -HUP $(pgrep -f 'gyro up') # reload after editing the config
     """
