@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
-## make demo: the platform on embedded defaults with three demo model replicas (Ctrl-C stops it).
+## make demo: the whole platform on embedded defaults with three demo model replicas (Ctrl-C stops it).
 demo: $(STAMP)
 	$(VENV)/bin/gyro up --demo
 
