@@ -223,3 +223,31 @@ def test_demo_runs_the_whole_platform(gyro_cmd: list[str], clean_env: dict[str, 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
     assert os.path.isdir(clean_env["GYRO_DATA_DIR"])
+
+
+def test_a_second_ctrl_c_exits_without_waiting_for_the_drain(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    path.write_text(CONFIG.replace("shutdown_grace: 3", "shutdown_grace: 30"))
+    with gyro_up(gyro_cmd, clean_env, "-c", str(path)) as proc:
+        text = read_until(proc, "Ctrl-C stops everything")
+        replica = re.search(r"demo/one\s+(http://\S+)", text)
+        assert replica, text
+        httpx.post(f"{replica.group(1)}/admin/faults", json={"hang": True}, timeout=10)
+        # A request that never ends keeps the graceful drain waiting for up to 30 s...
+        with socket.create_connection(
+            ("127.0.0.1", int(replica.group(1).rsplit(":", 1)[1]))
+        ) as hung:
+            body = b'{"prompt": "hi", "max_tokens": 2}'
+            hung.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            time.sleep(1.0)
+            assert proc.poll() is None, "the first Ctrl-C should still be draining"
+            # ...and a second Ctrl-C ends it at once.
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=5) == 130, proc.communicate(timeout=5)[1][-2000:]

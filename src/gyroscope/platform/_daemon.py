@@ -284,10 +284,11 @@ async def serve(daemon: Daemon, *, on_ready: Callable[[Daemon], None] | None = N
             on_ready(daemon)
         await daemon.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        for task in reloads:
+        for task in list(reloads):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # The stop handlers stay installed while draining, so a second Ctrl-C can cut it short.
         await daemon.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
