@@ -65,3 +65,14 @@ def test_up_without_config_says_what_to_do(
     assert result.returncode == 2
     assert "gyro up --demo" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_options_come_from_gyro_environment_variables(
+    gyro_cmd: list[str], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**clean_env, "GYRO_UP_CONFIG": str(tmp_path / "from-env.yaml")}
+    result = subprocess.run(
+        [*gyro_cmd, "up"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 2
+    assert "from-env.yaml: file not found" in result.stderr
