@@ -77,7 +77,8 @@ def _announce(daemon: Daemon, source: str) -> None:
 @click.option(
     "-c",
     "--config",
-    "config_path",
+    "config_file",
+    envvar="GYRO_UP_CONFIG",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Config file (default: ./gyroscope.yaml).",
 )
@@ -92,7 +93,7 @@ def _announce(daemon: Daemon, source: str) -> None:
     envvar="GYRO_DATA_DIR",
     help="Data directory (default: data_dir from the config, else ./.gyroscope).",
 )
-def up(config_path: Path | None, demo: bool, data_dir: Path | None) -> None:
+def up(config_file: Path | None, demo: bool, data_dir: Path | None) -> None:
     """Run the platform: every service the config names, in one process.
 
     SIGTERM or Ctrl-C stops gracefully (in-flight work drains, bounded in time); SIGHUP re-reads
@@ -104,7 +105,7 @@ def up(config_path: Path | None, demo: bool, data_dir: Path | None) -> None:
       gyro up -c gyroscope.yaml      # what your config names
       kill -HUP $(pgrep -f 'gyro up') # reload after editing the config
     """
-    config, path = _resolve(config_path, demo)
+    config, path = _resolve(config_file, demo)
     directory = data_dir or config.data_dir or default_data_dir()
     daemon = Daemon(config, data_dir=directory, config_path=path)
     source = "built-in demo config" if demo else f"config {path}"
