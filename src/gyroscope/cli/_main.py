@@ -77,7 +77,7 @@ def cli(verbose: int) -> None:
       gyro demo serve --port 8001         # one simulated OpenAI-compatible model server
       gyro config check gyroscope.yaml    # validate a config without running anything
 
-    Every option can also be set through an environment variable: GYRO_<COMMAND>_<OPTION>,
+    Options can also be set through environment variables GYRO_<COMMAND>[_<SUB>]_<OPTION>,
     e.g. GYRO_UP_CONFIG=gyroscope.yaml. GYRO_DATA_DIR sets the data directory.
     """
     # The level is set on the console handler, not only on the root logger, so that a log store
