@@ -8,16 +8,12 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
+from gyroscope.core import JsonCallError, call_json
 from gyroscope.errors import ProxyError, TargetError
 
 __all__ = ["ControlClient", "parse_assignments"]
-
-# The control API is local: never send its requests through an HTTP proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -62,32 +58,17 @@ class ControlClient:
 
     def _request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        # The scheme was checked to be http(s) in __init__.
-        request = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310
-        request.add_header("content-type", "application/json")
-        if self.token:
-            request.add_header("authorization", f"Bearer {self.token}")
         try:
-            with _OPENER.open(request, timeout=self.timeout) as response:
-                answer: dict[str, Any] = json.loads(response.read())
-                return answer
-        except urllib.error.HTTPError as exc:
-            raise ProxyError(_error_message(exc)) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+            return call_json(self.url + path, method, data, token=self.token, timeout=self.timeout)
+        except JsonCallError as exc:
+            if exc.status is not None:
+                raise ProxyError(f"{exc.status}: {exc.message or exc.reason}") from None
+            if exc.not_json:
+                raise TargetError(
+                    f"answered something that is not JSON: {exc}", target=self.url
+                ) from None
             raise TargetError(
-                f"cannot reach the proxy's control API: {reason} (is `gyro chaos proxy --control` running?)",
+                f"cannot reach the proxy's control API: {exc} "
+                "(is `gyro chaos proxy --control` running?)",
                 target=self.url,
             ) from None
-        except ValueError as exc:
-            raise TargetError(
-                f"answered something that is not JSON: {exc}", target=self.url
-            ) from None
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        message = str(json.loads(exc.read())["error"]["message"])
-    except (ValueError, KeyError, TypeError, OSError):
-        message = exc.reason
-    return f"{exc.code}: {message}"

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import click
 from pydantic import SecretStr, ValidationError
 
-from gyroscope.core import format_validation_error, is_loopback, run, run_alone
+from gyroscope.core import (
+    JsonCallError,
+    call_json,
+    format_validation_error,
+    is_loopback,
+    run,
+    run_alone,
+)
 from gyroscope.demo import DemoServer, DemoServerConfig, Faults, merge_faults, parse_fault_args
 from gyroscope.errors import ConfigError, DemoError, TargetError
 
@@ -184,26 +189,12 @@ def _call(
 ) -> dict[str, Any]:
     if not url.startswith(("http://", "https://")):
         raise DemoError(f"expected a URL like http://127.0.0.1:8001, got {url!r}")
-    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - scheme checked
-    request.add_header("content-type", "application/json")
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
-    except urllib.error.HTTPError as exc:
-        raise DemoError(f"{url}: {_error_message(exc)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        return call_json(url, method, body, token=token, timeout=timeout)
+    except JsonCallError as exc:
+        if exc.status is not None:
+            raise DemoError(f"{url}: {exc.message or f'HTTP {exc.status}'}") from None
+        if exc.not_json:
+            raise TargetError(f"answered something that is not JSON: {exc}", target=url) from None
         hint = " (is it refusing connections? faults with clear_after_s lift themselves)"
-        raise TargetError(f"cannot reach the demo server: {reason}{hint}", target=url) from None
-    except ValueError as exc:
-        raise TargetError(f"answered something that is not JSON: {exc}", target=url) from None
-
-
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        return str(json.loads(exc.read())["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {exc.code}"
+        raise TargetError(f"cannot reach the demo server: {exc}{hint}", target=url) from None

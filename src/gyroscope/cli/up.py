@@ -29,11 +29,7 @@ def _resolve(config_path: Path | None, demo: bool) -> tuple[GyroConfig, Path | N
 
 
 def _service_url(service: object) -> str:
-    for candidate in (service, getattr(service, "http", None)):
-        url = getattr(candidate, "url", None)
-        if url:
-            return str(url)
-    return str(getattr(service, "address", "") or "")
+    return str(getattr(service, "url", None) or getattr(service, "address", "") or "")
 
 
 def _announce(daemon: Daemon, source: str) -> None:

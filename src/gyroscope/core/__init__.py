@@ -1,5 +1,6 @@
 """The shared kernel: config loading, Service lifecycle, clock, data dir, HTTP, metrics."""
 
+from gyroscope.core._client import JsonCallError, call_json
 from gyroscope.core._clock import Clock, MonotonicClock
 from gyroscope.core._config import (
     Address,
@@ -36,6 +37,7 @@ __all__ = [
     "Handler",
     "Health",
     "HttpServer",
+    "JsonCallError",
     "MonotonicClock",
     "Request",
     "Response",
@@ -46,6 +48,7 @@ __all__ = [
     "WebSocket",
     "WebSocketResponse",
     "atomic_write",
+    "call_json",
     "default_data_dir",
     "format_validation_error",
     "is_loopback",

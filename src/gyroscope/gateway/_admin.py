@@ -15,15 +15,21 @@ import asyncio
 import hmac
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr, ValidationError
 
-from gyroscope.core import HttpServer, Request, Response, format_validation_error, metrics_response
+from gyroscope.core import (
+    HttpServer,
+    JsonCallError,
+    Request,
+    Response,
+    call_json,
+    format_validation_error,
+    metrics_response,
+)
 from gyroscope.core import parse_host_port as _hp
 from gyroscope.errors import GyroscopeError
 from gyroscope.gateway._config import BackendConfig
@@ -167,30 +173,17 @@ def call_admin(
     """One admin API call (blocking; the CLI uses it, and worker 0 in a thread)."""
     if not url.startswith(("http://", "https://")):
         raise AdminApiError("expected a URL like http://127.0.0.1:8081", url=url)
-    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 - scheme checked
-    request.add_header("content-type", "application/json")
-    for name, value in (headers or {}).items():
-        request.add_header(name, value)
-    if token:
-        request.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
-    except urllib.error.HTTPError as exc:
-        try:
-            message = str(json.loads(exc.read())["error"]["message"])
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        raise AdminApiError(message, url=url) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        return call_json(url, method, body, token=token, timeout=timeout, headers=headers)
+    except JsonCallError as exc:
+        if exc.status is not None:
+            raise AdminApiError(exc.message or f"HTTP {exc.status}", url=url) from None
+        if exc.not_json:
+            raise AdminApiError(f"answered something that is not JSON: {exc}", url=url) from None
         raise AdminApiError(
-            f"cannot reach the gateway admin API: {reason} (is the gateway running? --admin)",
+            f"cannot reach the gateway admin API: {exc} (is the gateway running? --admin)",
             url=url,
         ) from None
-    except ValueError as exc:
-        raise AdminApiError(f"answered something that is not JSON: {exc}", url=url) from None
 
 
 def _body(request: Request) -> dict[str, Any]:

@@ -241,6 +241,11 @@ class LogServer(Service):
             self.committer = None
             await asyncio.to_thread(self.store.close)
 
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the log server's API (the bound port once started)."""
+        return self.http.url
+
     def health(self) -> Health:
         damaged = len(self.store.damage)
         bad = self.last_verify is not None and not self.last_verify.ok
