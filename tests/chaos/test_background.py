@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -112,7 +113,11 @@ def test_redis_through_the_proxy() -> None:
             assert client.ping()
             accepted = proxy.stats().connections_accepted
             assert proxy.cut() == 1
-            # redis-py notices the reset connection in its pool and opens a new one.
+            # The RST crosses loopback asynchronously under load: redis-py either notices it in
+            # its pool's health check, or its next command fails on the reset socket. Either
+            # way the following command goes over a new connection.
+            with contextlib.suppress(redis.ConnectionError):
+                client.ping()
             assert client.ping()
             assert proxy.stats().connections_accepted == accepted + 1
             client.delete("gyro:chaos:test")
