@@ -132,7 +132,7 @@ class RouteConfig(StrictModel):
     policy: PolicyName = "p2c"
     hash: HashKeyConfig | None = None
     hash_balance_factor: float | None = Field(
-        default=None, ge=1.01, le=10, description="bounded loads, e.g. 1.25 (ring_hash only)"
+        default=None, ge=1.01, le=10, description="bounded loads, e.g. 1.25 (ring_hash, maglev)"
     )
     priority: int = Field(
         default=0, ge=-100, le=100, description="higher is served first from the queue"
@@ -146,8 +146,8 @@ class RouteConfig(StrictModel):
     def _hash_policy(self) -> RouteConfig:
         if self.policy in ("ring_hash", "maglev") and self.hash is None:
             raise ValueError(f"policy {self.policy!r} needs 'hash' (where the key comes from)")
-        if self.hash_balance_factor is not None and self.policy != "ring_hash":
-            raise ValueError("hash_balance_factor applies to policy ring_hash only")
+        if self.hash_balance_factor is not None and self.policy not in ("ring_hash", "maglev"):
+            raise ValueError("hash_balance_factor applies to policies ring_hash and maglev only")
         return self
 
 

@@ -1,8 +1,9 @@
 """Consistent hashing tables: a ketama-style ring and Google's Maglev lookup table.
 
 Both map a 64-bit key hash to a replica so that adding or removing one replica moves only about
-``1/n`` of the keys. The ring also supports *bounded loads* (Mirrokni et al.; HAProxy's
-``hash-balance-factor``): walking clockwise past replicas already above ``c`` times the mean load.
+``1/n`` of the keys. Both support *bounded loads* (Mirrokni et al.; HAProxy's
+``hash-balance-factor``): a lookup walks on past replicas already above ``c`` times the mean load
+(clockwise on the ring, slot by slot through the Maglev table).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class MaglevTable:
         self.size = size
         live = [ep for ep in endpoints if ep.weight > 0]
         self._table: list[Endpoint] = []
+        self._distinct = 0  # replicas that own at least one slot
         if not live:
             return
         offsets, skips = [], []
@@ -100,6 +102,28 @@ class MaglevTable:
                     nexts[i] += 1
                     filled += 1
         self._table = [live[i] for i in table]
+        self._distinct = len(set(table))
 
     def lookup(self, key: int) -> Endpoint | None:
         return self._table[key % self.size] if self._table else None
+
+    def walk(self, key: int, accept: Callable[[Endpoint], bool]) -> Endpoint | None:
+        """The first replica ``accept`` allows, walking the table forward from ``key``'s slot.
+
+        Neighbouring slots belong to replicas in a pseudo-random order (each replica fills its
+        own permutation of the slots), so the keys of an overloaded replica spill over all the
+        others, and one key always spills to the same next choice.
+        """
+        table = self._table
+        if not table:
+            return None
+        start = key % self.size
+        seen: set[str] = set()
+        for step in range(self.size):
+            ep = table[(start + step) % self.size]
+            if accept(ep):
+                return ep
+            seen.add(ep.name)
+            if len(seen) >= self._distinct:
+                break
+        return None

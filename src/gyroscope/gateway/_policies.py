@@ -280,23 +280,50 @@ class RingHash(_Hashed):
             if not exclude:
                 return self._ring.lookup(key)
             return self._ring.lookup(key, lambda ep: ep not in exclude)
-        total = sum(ep.in_flight for ep in endpoints) + 1
-        total_weight = sum(ep.weight for ep in endpoints) or 1
+        return self._ring.lookup(key, _bounded(endpoints, c, exclude))
 
-        def accept(ep: Endpoint) -> bool:
-            cap = math.ceil(c * total * ep.weight / total_weight)
-            return ep not in exclude and ep.in_flight < cap
 
-        return self._ring.lookup(key, accept)
+def _bounded(
+    endpoints: Sequence[Endpoint], c: float, exclude: Collection[Endpoint]
+) -> Callable[[Endpoint], bool]:
+    """HAProxy's hash-balance-factor test: may ``ep`` take one more request?
+
+    Counting the new request, a replica may hold ``ceil(c * total * weight / total_weight)``;
+    some replica is always below its share, so a lookup that walks all of them finds one.
+    """
+    total = sum(ep.in_flight for ep in endpoints) + 1
+    total_weight = sum(ep.weight for ep in endpoints) or 1
+
+    def accept(ep: Endpoint) -> bool:
+        cap = math.ceil(c * total * ep.weight / total_weight)
+        return ep not in exclude and ep.in_flight < cap
+
+    return accept
 
 
 class Maglev(_Hashed):
-    """Google's Maglev table: even spread and minimal disruption, O(1) lookups."""
+    """Google's Maglev table: even spread and minimal disruption, O(1) lookups.
+
+    With ``balance_factor`` c, bounded loads as in :class:`RingHash`: a replica at its cap is
+    passed over for the next replica found walking the table from the key's slot.
+
+    >>> eps = [Endpoint(n, "127.0.0.1", 1) for n in "ab"]
+    >>> home = Maglev(balance_factor=1.25).pick(eps, 7)
+    >>> home.in_flight = 5
+    >>> Maglev(balance_factor=1.25).pick(eps, 7) is home
+    False
+    """
 
     name = "maglev"
 
-    def __init__(self, table_size: int = 5003, rng: _random.Random | None = None) -> None:
+    def __init__(
+        self,
+        table_size: int = 5003,
+        rng: _random.Random | None = None,
+        balance_factor: float | None = None,
+    ) -> None:
         super().__init__(rng)
+        self.balance_factor = balance_factor
         self._size = table_size
         self._table = MaglevTable([], table_size)
 
@@ -306,6 +333,8 @@ class Maglev(_Hashed):
     def _lookup(
         self, endpoints: Sequence[Endpoint], key: int, exclude: Collection[Endpoint]
     ) -> Endpoint | None:
+        if self.balance_factor is not None:
+            return self._table.walk(key, _bounded(endpoints, self.balance_factor, exclude))
         ep = self._table.lookup(key)
         if ep is None or ep not in exclude:
             return ep
@@ -349,7 +378,7 @@ def make_policy(
         "p2c": lambda: P2C(rng),
         "peak_ewma": lambda: PeakEwma(clock, rng),
         "ring_hash": lambda: RingHash(balance_factor, rng=rng),
-        "maglev": lambda: Maglev(rng=rng),
+        "maglev": lambda: Maglev(rng=rng, balance_factor=balance_factor),
         "random": lambda: RandomPolicy(rng),
     }
     if name not in factories:
