@@ -9,15 +9,18 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from gyroscope.gateway._cache import response_ttl
+from gyroscope.gateway._cache import accept_encoding, response_ttl
 from gyroscope.gateway._compress import choose_encoding, compressible, make_compressor
 from gyroscope.gateway._limits import usage_tokens
 
 if TYPE_CHECKING:
+    from gyroscope.gateway._cache import CachedResponse
     from gyroscope.gateway._endpoint import Endpoint
     from gyroscope.gateway._exchange import Exchange
 
-__all__ = ["client_key", "complete_extras", "log_access", "prepare_extras"]
+__all__ = ["cached_answer", "client_key", "complete_extras", "log_access", "prepare_extras"]
+
+Headers = list[tuple[bytes, bytes]]
 
 access_log = logging.getLogger("gyroscope.gateway.access")
 
@@ -60,16 +63,51 @@ def prepare_extras(
 def complete_extras(ex: Exchange, now: float) -> None:
     """Store the cached copy and charge the tokens the response used."""
     if ex.cache_body is not None and ex.route.cache is not None and ex.cache_key:
+        headers = ex.cache_headers or []
+        # A body the replica encoded suits only clients that accept what this one accepted.
+        encoded = any(name == b"content-encoding" for name, _ in headers)
         ex.route.cache.put(
             ex.cache_key,
             ex.status,
-            ex.cache_headers or [],
+            headers,
             b"".join(ex.cache_body),
             ex.cache_ttl,
             now,
+            vary=accept_encoding(ex.headers) if encoded else None,
         )
     if ex.tail is not None and ex.route.limiter is not None and ex.client_key:
         ex.route.limiter.charge_tokens(ex.client_key, usage_tokens(ex.tail), now)
+
+
+def cached_answer(ex: Exchange, hit: CachedResponse) -> tuple[Headers, bytes]:
+    """A cache hit as this client gets it: compressed as a miss would be, with its Vary."""
+    route, comp = ex.route, ex.route.compression
+    headers, body = hit.headers, hit.body
+    if comp is None or route.cache is None or hit.status != 200 or len(body) < comp.min_bytes:
+        return headers, body
+    content_type = None
+    varies = False
+    for name, value in headers:
+        if name == b"content-encoding":
+            return headers, body  # the replica's own encoding, stored for this Accept-Encoding
+        if name == b"content-type":
+            content_type = value
+        elif name == b"vary":
+            varies = True  # only ever Accept-Encoding (see response_ttl)
+    if not compressible(content_type):
+        return headers, body
+    out = headers if varies else [*headers, (b"vary", b"accept-encoding")]
+    encoding = choose_encoding(ex.accept_encoding, route.encodings) if ex.accept_encoding else None
+    if encoding is None or ex.cache_key is None:
+        return out, body
+    level = comp.level
+
+    def compress(data: bytes) -> bytes:
+        compressor = make_compressor(encoding, level)
+        return compressor.compress(data) + compressor.finish()
+
+    data = route.cache.encoded(ex.cache_key, hit, encoding, compress)
+    return [*out, (b"content-encoding", encoding.encode())], data
 
 
 def log_access(ex: Exchange, ep: Endpoint | None) -> None:
