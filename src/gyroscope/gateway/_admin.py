@@ -7,6 +7,9 @@ POST   /v1/backends/NAME/weight         {"weight": 3}
 POST   /v1/backends/NAME/drain          {"draining": true}   (false puts it back)
 POST   /v1/reload                       re-read the config file the gateway was started with
 GET    /metrics, GET /health
+
+With several workers, worker 0's ``/metrics`` adds up every worker's numbers (see ``_aggregate``);
+each other worker's own admin port still shows its own.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from gyroscope.core import (
 )
 from gyroscope.core import parse_host_port as _hp
 from gyroscope.errors import GyroscopeError
+from gyroscope.gateway._aggregate import PEER_HEADER, PeerMetricsError, gather_metrics
 from gyroscope.gateway._config import BackendConfig
 from gyroscope.gateway._errors import AdminApiError, UnknownBackendError
 
@@ -74,7 +78,7 @@ class AdminApi:
             return Response.error(401, "missing or wrong bearer token")
         try:
             response = await self._route(request)
-            forward = self.peers and "x-gyro-peer" not in request.headers
+            forward = self.peers and PEER_HEADER not in request.headers
             if forward and request.method != "GET" and response.status < 300:
                 await self._forward(request)
             return response
@@ -96,7 +100,7 @@ class AdminApi:
         if request.path == "/health":
             return Response.json(gw.health().as_dict())
         if request.path == "/metrics":
-            return metrics_response(gw.registry)
+            return await self._metrics(request)
         if parts[:2] != ["v1", "backends"]:
             if parts == ["v1", "reload"] and method == "POST":
                 return await self._reload()
@@ -118,6 +122,18 @@ class AdminApi:
             return self._change(parts[2], parts[3], _body(request))
         return Response.error(405, f"method {method} not allowed on {request.path}")
 
+    async def _metrics(self, request: Request) -> Response:
+        own = metrics_response(self.gateway.registry)
+        if not self.peers or PEER_HEADER in request.headers:
+            return own
+        token = self.token.decode() if self.token is not None else None
+        try:
+            body = await gather_metrics(own.body.decode(), self.peers, token)
+        except PeerMetricsError as exc:
+            log.error("%s: metrics of all workers unavailable: %s", self.gateway.name, exc)
+            return Response.error(503, f"metrics of all workers unavailable: {exc}")
+        return Response(body, headers=own.headers)
+
     async def _forward(self, request: Request) -> None:
         """Apply the same change on every other worker (each has its own replica state)."""
         target = request.path + (f"?{request.query}" if request.query else "")
@@ -131,7 +147,7 @@ class AdminApi:
                     request.body or None,
                     token,
                     60.0,
-                    {"x-gyro-peer": "1"},
+                    {PEER_HEADER: "1"},
                 )
                 for peer in self.peers
             ),
