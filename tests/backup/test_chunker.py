@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gyroscope.backup._chunker import MAX_SIZE, MIN_SIZE, Chunker
+from gyroscope.backup import CorruptDataError, Repository, Secret, backup
+from gyroscope.backup._chunker import LEGACY_SIZES, MAX_SIZE, MIN_SIZE, Chunker, default_sizes
 
 SMALL = {"avg": 1024, "min_size": 256, "max_size": 4096}
 
@@ -51,3 +55,59 @@ def test_stream_and_buffer_cut_the_same() -> None:
     from_stream = [bytes(c) for c in chunker.cut_stream(io.BytesIO(data))]
     assert from_buf == from_stream
     assert all(MIN_SIZE <= len(c) <= MAX_SIZE for c in from_buf[:-1])
+
+
+def test_repository_records_its_chunk_sizes_and_keeps_them(
+    repo: Repository, tmp_path: Path
+) -> None:
+    assert repo.chunk_sizes == default_sizes()
+    config = Path(repo.location) / "config"
+    assert json.loads(config.read_text())["chunker"] == default_sizes()
+    data = random.Random(8).randbytes(3 << 20)
+    expected = [repo.key.chunk_id(c).hex() for c in Chunker(repo.key.chunker_seed).cut(data)]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(data)
+    snap = backup(repo, [str(tmp_path / "src")]).snapshot
+    entry = next(e for e in snap.entries(repo) if e["p"].endswith("/f"))
+    assert entry["c"] == expected and len(expected) > 4
+
+
+def test_repository_without_recorded_sizes_cuts_as_before(
+    repo: Repository, secret: Secret, tmp_path: Path
+) -> None:
+    """A repository created before the sizes were recorded keeps the old ones, so its next backup
+    still deduplicates against what is stored."""
+    config = Path(repo.location) / "config"
+    doc = json.loads(config.read_text())
+    del doc["chunker"]
+    config.write_text(json.dumps(doc))
+    old = Repository.open(repo.location, secret)
+    assert old.chunk_sizes == LEGACY_SIZES
+    data = random.Random(9).randbytes(6 << 20)
+    legacy = Chunker.with_sizes(old.key.chunker_seed, LEGACY_SIZES)
+    expected = [old.key.chunk_id(c).hex() for c in legacy.cut(data)]
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(data)
+    snap = backup(old, [str(tmp_path / "src")]).snapshot
+    assert next(e for e in snap.entries(old) if e["p"].endswith("/f"))["c"] == expected
+
+
+@pytest.mark.parametrize(
+    "chunker",
+    [
+        "big",
+        {"avg": 1 << 18, "min": 1 << 16},
+        {"avg": 1 << 18, "min": 1 << 16, "max": 1 << 30},
+        {"avg": 1 << 16, "min": 1 << 18, "max": 1 << 20},
+        {"avg": 1.5, "min": 1 << 16, "max": 1 << 20},
+    ],
+)
+def test_malformed_chunk_sizes_are_a_clear_error(
+    repo: Repository, secret: Secret, chunker: object
+) -> None:
+    config = Path(repo.location) / "config"
+    doc = json.loads(config.read_text())
+    doc["chunker"] = chunker
+    config.write_text(json.dumps(doc))
+    with pytest.raises(CorruptDataError, match="config: chunker"):
+        Repository.open(repo.location, secret)

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from gyroscope.backup._chunker import MIN_SIZE, Chunker
 from gyroscope.backup._errors import MissingDataError, SourceError
 from gyroscope.backup._locks import RepoLock
 from gyroscope.backup._pack import PackWriter, index_orphan_packs
@@ -95,7 +94,7 @@ class _Session:
     def __init__(self, repo: Repository, stats: BackupStats) -> None:
         self.repo = repo
         self.stats = stats
-        self.chunker = Chunker(repo.key.chunker_seed)
+        self.chunker = repo.chunker()
         self.writer = PackWriter(repo)
         self.lock = threading.Lock()
         self.reserved: set[bytes] = set()
@@ -116,7 +115,7 @@ class _Session:
 
     def store_file(self, path: str, size: int) -> list[str]:
         with open(path, "rb", buffering=0) as fh:
-            if size <= MIN_SIZE:
+            if size <= self.chunker.min_size:
                 data = fh.read()
                 ids = [self.store("d", data)] if data else []
                 read = len(data)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gyroscope.backup._backend import AppendOnly, Backend, open_backend
+from gyroscope.backup._chunker import Chunker, chunk_sizes, default_sizes
 from gyroscope.backup._codec import decode_index, encode_index
 from gyroscope.backup._crypto import (
     InvalidTagError,
@@ -111,6 +112,7 @@ class Repository:
         self.id: str = config["id"]
         self.location = backend.location
         self.append_only: bool = bool(config.get("append_only"))
+        self.chunk_sizes = chunk_sizes(config)  # validated when the config is read
         self.index: dict[bytes, IndexEntry] = {}
         self.index_files: set[str] = set()
         self._lock = threading.Lock()
@@ -136,6 +138,7 @@ class Repository:
             "id": os.urandom(16).hex(),
             "append_only": append_only,
             "created": time.time(),
+            "chunker": default_sizes(),
         }
         master = MasterKey.generate()
         key_doc: dict[str, Any]
@@ -197,6 +200,10 @@ class Repository:
                 "upgrade gyroscope",
                 location=location,
             )
+        try:
+            chunk_sizes(config)
+        except ValueError as exc:
+            raise CorruptDataError(f"config: {exc}", location=location) from None
         return config
 
     @staticmethod
@@ -217,6 +224,10 @@ class Repository:
         raise WrongPasswordError(
             "wrong password or key file: no key of this repository opens with it", location=location
         )
+
+    def chunker(self) -> Chunker:
+        """A chunker that cuts as every earlier backup into this repository did."""
+        return Chunker.with_sizes(self.key.chunker_seed, self.chunk_sizes)
 
     # -- blobs ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from gyroscope.backup._chunker import MIN_SIZE, Chunker
+from gyroscope.backup._chunker import Chunker
 from gyroscope.backup._errors import SnapshotNotFound
 from gyroscope.backup._repo import Repository
 from gyroscope.backup._tree import Entry, Snapshot
@@ -46,7 +46,7 @@ class RestoreStats:
 def file_chunk_ids(repo: Repository, chunker: Chunker, path: Path) -> list[str]:
     """The chunk IDs a file would get if backed up now (used to skip or verify restored files)."""
     with open(path, "rb", buffering=0) as fh:
-        if os.fstat(fh.fileno()).st_size <= MIN_SIZE:
+        if os.fstat(fh.fileno()).st_size <= chunker.min_size:
             data = fh.read()
             return [repo.key.chunk_id(data).hex()] if data else []
         return [repo.key.chunk_id(c).hex() for c in chunker.cut_stream(fh)]
@@ -145,7 +145,7 @@ def restore(
     if inc and not any(e["p"] == p or e["p"].startswith(p + "/") for e in entries for p in inc):
         raise SnapshotNotFound(f"snapshot {snapshot.short_id} has no path {', '.join(include)}")
     stats = RestoreStats()
-    chunker = Chunker(repo.key.chunker_seed)
+    chunker = repo.chunker()
     lock = threading.Lock()
     target.mkdir(parents=True, exist_ok=True)
     fresh = not any(target.iterdir())  # nothing there yet: no file can already be identical
