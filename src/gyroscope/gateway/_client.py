@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from gyroscope.gateway._exchange import Exchange
+from gyroscope.gateway._request import PlainRequest, plain_head, plain_request
 from gyroscope.gateway._response import error_body, render_head
 from gyroscope.gateway._upstream import set_nodelay
 
@@ -40,6 +41,11 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = ""
+        self.peer_ip_bytes = b""
+        # At a message boundary as far as the parser's callbacks tell: a plain request may skip
+        # httptools (see ``_request.plain_request``). ``used_parser``: it has seen bytes since.
+        self.between = True
+        self.used_parser = False
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
@@ -67,6 +73,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
+        self.peer_ip_bytes = self.peer_ip.encode()
         set_nodelay(transport)
         self.gw.clients.add(self)
 
@@ -82,6 +89,12 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.activity += 1
+        if self.between and self.current is None:
+            plain = plain_request(data)
+            if plain is not None and self._begin_plain(plain, len(data)):
+                return
+        self.between = False
+        self.used_parser = True
         try:
             self.parser.feed_data(data)
         except _Reject as exc:
@@ -98,6 +111,24 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.reject(400, f"malformed request: {exc}")
 
+    def _begin_plain(self, plain: PlainRequest, size: int) -> bool:
+        """Start a plain request without httptools; False leaves it to the parser."""
+        gw = self.gw
+        method, url, block, keep_alive = plain
+        route = gw.routes[0] if gw.single_route else gw.match(url)
+        if not route.plain or size > gw.limits.max_header_bytes or self.lingering_since is not None:
+            return False
+        if self.used_parser:
+            # httptools may hold the first bytes of a request it saw begin; start it afresh
+            self.parser = httptools.HttpRequestParser(self)
+            self.used_parser = False
+        request_id = gw.next_request_id()
+        head = plain_head(method, url, block, self.peer_ip_bytes, request_id)
+        self.keep_alive = keep_alive
+        self.current = ex = Exchange.plain(gw, self, method, url, route, head, request_id)
+        ex.begin()
+        return True
+
     def pause_writing(self) -> None:
         # the client reads slower than the replica writes: stop reading from the replica
         current = self.current
@@ -111,6 +142,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- httptools callbacks -----------------------------------------------------------------------
     def on_url(self, url: bytes) -> None:
+        self.between = False
         self.url += url
         self.header_bytes += len(url)
         if self.header_bytes > self.gw.limits.max_header_bytes:
@@ -148,6 +180,7 @@ class ClientConnection(asyncio.Protocol):
             self.receiving.request_body(body)
 
     def on_message_complete(self) -> None:
+        self.between = True
         ex, self.receiving = self.receiving, None
         if ex is not None:
             ex.request_done()

@@ -109,6 +109,32 @@ class Exchange:
             gw.next_request_id,
         )
 
+    @classmethod
+    def plain(
+        cls,
+        gw: Gateway,
+        client: ClientConnection,
+        method: bytes,
+        url: bytes,
+        route: Route,
+        head: bytes,
+        request_id: bytes,
+    ) -> Exchange:
+        """A complete bodiless request whose upstream head is already built (see ``_request``)."""
+        ex = cls.__new__(cls)
+        ex.gw = gw
+        ex.client = client
+        ex.method = method
+        ex.url = url
+        ex.headers = []  # a plain route reads no request header after the head is built
+        ex.version = "1.1"
+        ex.route = route
+        ex.started = gw.clock()
+        ex.head = head
+        ex.request_id = request_id
+        ex.req_done = True
+        return ex
+
     # -- request side ------------------------------------------------------------------------------
     def begin(self) -> None:
         """Headers are in: build the upstream head, apply limits, then dispatch (or wait for body)."""

@@ -13,11 +13,69 @@ follows the request through the gateway's access log, the replica and the respon
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from gyroscope.gateway._response import HOP_BY_HOP
 
-__all__ = ["dechunk", "upstream_head"]
+__all__ = ["PlainRequest", "dechunk", "plain_head", "plain_request", "upstream_head"]
+
+# One complete request with no body, in origin form, HTTP/1.1: what load balancers mostly see
+# from keep-alive clients (model listings, health checks, GETs of every kind). Field names are
+# RFC 9110 tokens and values visible ASCII, space, tab or obs-text, so no header can hide from
+# the scan below; anything else (a body, absolute URIs, odd bytes) goes to httptools.
+_PLAIN = re.compile(
+    rb"(GET|HEAD|DELETE|OPTIONS) (/[!-~]*) HTTP/1\.1\r\n"
+    rb"((?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r\n)*)\r\n"
+)
+# Headers the gateway must act on: framing and hop-by-hop ones, and the three it rewrites.
+_NOT_PLAIN = re.compile(
+    rb"\r\n(?:content-length|transfer-encoding|keep-alive|proxy-connection|te|trailer|upgrade"
+    rb"|expect|x-forwarded-for|x-forwarded-proto|x-request-id):"
+)
+
+# (method, URL, the header lines to forward, each ending in CRLF, the client keeps the connection)
+PlainRequest = tuple[bytes, bytes, bytes, bool]
+
+
+def plain_request(data: bytes) -> PlainRequest | None:
+    """The request ``data`` holds if it is exactly one plain bodiless request, else ``None``.
+
+    It forwards the same head ``upstream_head`` would build from httptools' callbacks, at a
+    fraction of the cost: one match, one lowercased copy and a few C-level searches.
+
+    >>> plain_request(b"GET /v1/models HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n")
+    (b'GET', b'/v1/models', b'Host: a\\r\\n', False)
+    >>> plain_request(b"POST /v1/completions HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n") is None
+    True
+    """
+    m = _PLAIN.match(data)
+    if m is None or m.end() != len(data):
+        return None  # not plain, incomplete, or pipelined: httptools handles it
+    start, stop = m.span(3)
+    lowered = data[start - 2 : stop].lower()  # from the request line's CRLF
+    if _NOT_PLAIN.search(lowered) is not None or b"\r\nhost:" not in lowered:
+        return None
+    block = data[start:stop]
+    at = lowered.find(b"\r\nconnection:")
+    if at < 0:
+        return m[1], m[2], block, True
+    eol = lowered.find(b"\r\n", at + 13)
+    token = lowered[at + 13 : eol].strip(b" \t")
+    if token not in (b"keep-alive", b"close") or lowered.find(b"\r\nconnection:", eol) >= 0:
+        return None  # it may name other hop-by-hop headers
+    # In ``block`` (two bytes later than ``lowered``) the line with its CRLF is [at, eol).
+    return m[1], m[2], block[:at] + block[eol:], token == b"keep-alive"
+
+
+def plain_head(
+    method: bytes, url: bytes, block: bytes, client_ip: bytes, request_id: bytes
+) -> bytes:
+    """The upstream head for a ``plain_request``: its headers plus the forwarding ones."""
+    return (
+        b"%b %b HTTP/1.1\r\n%bx-forwarded-for: %b\r\nx-forwarded-proto: http\r\nx-request-id: %b\r\n\r\n"
+        % (method, url, block, client_ip, request_id)
+    )
 
 
 def upstream_head(  # noqa: PLR0912 - one pass over the headers on the hot path
