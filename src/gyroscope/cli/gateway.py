@@ -64,7 +64,10 @@ def gateway() -> None:
 @click.option("--policy", type=click.Choice(POLICIES), default=None, help="Balancing policy [p2c].")
 @click.option("--admin", default=None, help="Admin API host:port [127.0.0.1:8081]; 'off' disables.")
 @click.option(
-    "--workers", type=click.IntRange(1, 64), default=None, help="Processes (SO_REUSEPORT)."
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes (SO_REUSEPORT); the admin port's /metrics adds all of them up.",
 )
 @click.option("--no-health-checks", is_flag=True, help="Turn active health checks off.")
 def serve_cmd(
