@@ -14,7 +14,6 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import socket
 import stat
 import threading
 import time
@@ -199,7 +198,7 @@ def _backup(
 ) -> BackupResult:
     started = time.monotonic()
     stats = BackupStats()
-    host = host or socket.gethostname()
+    host = host or os.uname().nodename
     all_paths = [os.path.abspath(p) for p in paths] + [a for a, _ in extra]
     with RepoLock(repo, "shared") as lock:
         index_orphan_packs(repo)  # what an interrupted run stored is reused, not uploaded again

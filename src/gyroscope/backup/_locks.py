@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -104,7 +103,7 @@ class RepoLock:
         now = self.clock()
         doc = {
             "kind": self.kind,
-            "host": socket.gethostname(),
+            "host": os.uname().nodename,
             "pid": os.getpid(),
             "refreshed": now,
         }

@@ -6,6 +6,7 @@ import gc
 import os
 import sys
 import time
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,17 @@ def _sources(
     return found + [RedisSource.parse(s) for s in redis]
 
 
+def _dumped(
+    sqlite: tuple[str, ...], postgres: tuple[str, ...], redis: tuple[str, ...]
+) -> AbstractContextManager[list[tuple[str, str]]]:
+    """The database dumps as (archive path, file) pairs; without databases, no driver imports."""
+    if not (sqlite or postgres or redis):
+        return nullcontext([])
+    from gyroscope.backup._sources import dump_sources
+
+    return dump_sources(_sources(sqlite, postgres, redis))
+
+
 @backup.command()
 @click.argument("repo")
 @click.argument("paths", nargs=-1)
@@ -157,7 +169,6 @@ def create(
     from gyroscope.backup import Walk
     from gyroscope.backup import backup as run_backup
     from gyroscope.backup._heap import bound_heap
-    from gyroscope.backup._sources import dump_sources
 
     bound_heap()  # this process is ours: keep chunk-sized buffers out of fragmenting heaps
     # The parent snapshot's entries are tens of thousands of long-lived dicts with no cycles: the
@@ -168,7 +179,7 @@ def create(
     try:
         repository = open_repo(repo, password_file, key_file)
         with (
-            dump_sources(_sources(sqlite, postgres, redis)) as extra,
+            _dumped(sqlite, postgres, redis) as extra,
             progress_reporter(as_json, "backing up") as report,
         ):
             if not paths and not extra:
