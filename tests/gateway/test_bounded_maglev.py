@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from gyroscope.gateway import Endpoint, GatewayConfig, Maglev, RingHash, hash64, make_policy
+from tests.gateway.conftest import CHAT, wait_until
 
 
 def eps(*weights: int) -> list[Endpoint]:
@@ -95,7 +98,8 @@ def test_maglev_bounded_loads_spread_an_overloaded_replicas_keys():
     endpoints = eps(1, 1, 1, 1)
     policy = Maglev(balance_factor=1.1)
     keys = [hash64(b"user-%d" % i) for i in range(400)]
-    home = {k: Maglev().pick(endpoints, k) for k in keys}
+    plain = Maglev()
+    home = {k: plain.pick(endpoints, k) for k in keys}
     full = endpoints[0]
     for ep in endpoints:
         ep.in_flight = 10
@@ -124,3 +128,39 @@ def test_config_accepts_a_balance_factor_for_maglev_and_the_factory_applies_it()
     assert isinstance(make_policy("ring_hash", clock=lambda: 0.0, balance_factor=2), RingHash)
     with pytest.raises(ValidationError, match="ring_hash and maglev"):
         GatewayConfig.model_validate({"routes": [{"policy": "p2c", "hash_balance_factor": 1.25}]})
+
+
+async def test_one_hot_session_spreads_over_real_replicas_within_the_bound(demos, gateway):
+    """Twelve concurrent streams of one session through a real gateway: maglev keeps them at
+    home until the bound, then spills; no replica holds more than ceil(1.25 x 12 / 3) = 5."""
+    servers = await demos(3, step_ms=50)
+    gw = await gateway(
+        servers,
+        routes=[
+            {
+                "policy": "maglev",
+                "hash": {"source": "header", "name": "x-session-id"},
+                "hash_balance_factor": 1.25,
+            }
+        ],
+    )
+    n = 12
+    chat = {**CHAT, "max_tokens": 400, "stream": True}  # ~20 s: all are in flight together
+    async with httpx.AsyncClient(base_url=gw.url, timeout=60) as client:
+
+        async def stream() -> None:
+            headers = {"x-session-id": "s-1"}
+            async with client.stream("POST", "/v1/chat/completions", json=chat, headers=headers):
+                await asyncio.sleep(60)  # held open; cancelled once the loads are read
+
+        tasks = [asyncio.create_task(stream()) for _ in range(n)]
+        try:
+            await wait_until(lambda: gw.in_flight == n, 30, "every stream in flight")
+            loads = sorted(ep.in_flight for ep in gw.endpoints)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert sum(loads) == n
+    assert loads[-1] <= math.ceil(1.25 * n / 3), loads
+    assert loads[-1] >= 4, loads  # affinity kept: the home took its full share
