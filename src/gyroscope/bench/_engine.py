@@ -99,12 +99,12 @@ class Engine:
         plan: WorkerPlan,
         *,
         on_tick: Callable[[Interval], None] | None = None,
-        tracker: Callable[[Engine, Conn], Any] | None = None,
+        tracker: Callable[[Engine], Any] | None = None,
     ) -> None:
         self.plan = plan
         self.rec = Recorder()
         self.on_tick = on_tick
-        self.tracker = tracker  # makes the per-request stream state in LLM mode
+        self.tracker = tracker  # makes each streaming connection's decoder in LLM mode
         self.conns: set[Conn] = set()
         self.idle: deque[Conn] = deque()
         self.pending: deque[float] = deque()
@@ -117,7 +117,6 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._conn_cls = StreamConn if plan.stream else Conn
         self._pick = self._picker()
         self._ssl = plan.target.ssl_context()
         self._schedule: Schedule | None = None
@@ -262,7 +261,7 @@ class Engine:
     # -- connections ---------------------------------------------------------------------------
 
     def _open(self, delay: float = 0.0) -> None:
-        conn = self._conn_cls(self)
+        conn = Conn(self) if self.tracker is None else StreamConn(self, self.tracker(self))
         self.connecting += 1
         task = self._loop.create_task(self._connect(conn, delay))  # type: ignore[union-attr]
         self._tasks.add(task)
@@ -405,8 +404,10 @@ class Engine:
             if self.open_model:
                 self._lag.append(int((now - due) * 1e6))
         conn.send(data, due, expect, now)
-        if self.tracker is not None:
-            conn.slot = self.tracker(self, conn)
+        sink = conn.sink
+        if sink is not None:
+            sink.reset(due)
+            conn.slot = sink
 
     def _maybe_finish(self) -> None:
         if self.remaining == 0 and not any(c.busy for c in self.conns) and not self.pending:

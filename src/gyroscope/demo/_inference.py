@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from gyroscope.core import Request, Response, StreamResponse
@@ -181,7 +181,10 @@ class Inference:
                 request.conn.abort()
                 return
             upto = min(seq.generated, last)
-            yield b"".join(writer.token(token_text(num, i)) for i in range(sent, upto))
+            if upto == sent + 1:  # the usual step: one token, one event, no join
+                yield writer.token(token_text(num, sent))
+            else:
+                yield b"".join([writer.token(token_text(num, i)) for i in range(sent, upto)])
             sent = upto
         if close_at is not None:
             self.metrics.fault("close_mid_stream")
@@ -222,8 +225,9 @@ class _Closing:
     def __aiter__(self) -> _Closing:
         return self
 
-    async def __anext__(self) -> bytes:
-        return await self._chunks.__anext__()
+    def __anext__(self) -> Awaitable[bytes]:
+        # The inner awaitable itself, not a coroutine around it: one frame less per token.
+        return self._chunks.__anext__()
 
     async def aclose(self) -> None:
         self._on_close()
