@@ -265,3 +265,16 @@ def test_secrets_stay_out_of_reprs_and_process_lists() -> None:
         "redis://127.0.0.1:6379/0",
         "hunter2",
     )
+
+
+def test_truncated_index_file_is_named(repo: Repository, secret: Secret, tmp_path: Path) -> None:
+    """An index whose rows end early (authentic, but cut short by a bug or an old writer) is named;
+    it does not load half a pack's entries."""
+    from gyroscope.backup._crypto import compress, decompress
+
+    backup(repo, [str(make_tree(tmp_path / "src"))])
+    name = sorted(repo.index_files)[0]
+    plain = decompress(repo.key.open(repo.backend.read(name), b"index"))
+    repo.backend.write("index/" + "0" * 64, repo.key.seal(compress(plain[:-7]), b"index"))
+    with pytest.raises(CorruptDataError, match="truncated"):
+        Repository.open(repo.location, secret)

@@ -15,15 +15,16 @@ True
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["decode_index", "decode_rows", "encode_index", "encode_rows"]
+__all__ = ["decode_index", "decode_rows", "encode_index", "encode_rows", "iter_index"]
 
 ROW = struct.Struct("<c32sIII")
 COUNT = struct.Struct("<I")
 
 Row = list[Any]
+RawRow = tuple[bytes, bytes, int, int, int]
 
 
 def encode_rows(rows: Iterable[Row]) -> bytes:
@@ -43,14 +44,25 @@ def encode_index(packs: Iterable[tuple[str, list[Row]]]) -> bytes:
     return b"".join(parts)
 
 
-def decode_index(data: bytes) -> list[tuple[str, list[Row]]]:
+def iter_index(data: bytes) -> list[tuple[str, Iterator[RawRow]]]:
+    """Each pack's rows as unpacked (kind, id, offset, length, plain length), bytes not hex: loading
+    the index of every backup builds one entry per chunk, and the hex round trip was most of it."""
     view, pos, packs = memoryview(data), 0, []
     while pos < len(view):
+        if pos + 36 > len(view):
+            raise ValueError("truncated index")
         pack = bytes(view[pos : pos + 32]).hex()
         (count,) = COUNT.unpack_from(view, pos + 32)
         start = pos + 36
         pos = start + count * ROW.size
         if pos > len(view):
             raise ValueError("truncated index")
-        packs.append((pack, decode_rows(view[start:pos])))
+        packs.append((pack, ROW.iter_unpack(view[start:pos])))
     return packs
+
+
+def decode_index(data: bytes) -> list[tuple[str, list[Row]]]:
+    return [
+        (pack, [[k.decode(), i.hex(), o, n, r] for k, i, o, n, r in rows])
+        for pack, rows in iter_index(data)
+    ]

@@ -24,11 +24,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gyroscope.backup._backend import AppendOnly, Backend, open_backend
 from gyroscope.backup._chunker import Chunker, chunk_sizes, default_sizes
-from gyroscope.backup._codec import decode_index, encode_index
+from gyroscope.backup._codec import decode_index, encode_index, iter_index
 from gyroscope.backup._crypto import (
     InvalidTagError,
     KdfParams,
@@ -58,15 +58,26 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
-class IndexEntry:
-    """Where one blob lives: pack id, byte offset, sealed length, plain length, kind (d/t)."""
+class IndexEntry(NamedTuple):
+    """Where one blob lives: pack id, byte offset, sealed length, plain length, kind (d/t).
+
+    A named tuple, not a dataclass: the index holds one per chunk and is loaded by every command;
+    tuples build ~3x faster.
+    """
 
     pack: str
     offset: int
     length: int
     raw_length: int
     kind: str
+
+
+class _Kinds(dict[bytes, str]):
+    def __missing__(self, key: bytes) -> str:
+        return key.decode()
+
+
+_KINDS = _Kinds({b"d": "d", b"t": "t"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,20 +277,32 @@ class Repository:
     def load_index(self) -> None:
         index: dict[bytes, IndexEntry] = {}
         names = set()
+        new, kinds = tuple.__new__, _KINDS  # IndexEntry(...) without its Python-level __new__
         for info in self.backend.list("index"):
             if os.path.basename(info.name).startswith("."):
                 continue
-            for pack, blobs in self.read_index_file(info.name):
-                for kind, hex_id, offset, length, raw in blobs:
-                    index[bytes.fromhex(hex_id)] = IndexEntry(pack, offset, length, raw, kind)
+            try:
+                packs = iter_index(self._open_index_file(info.name))
+            except ValueError as exc:
+                raise CorruptDataError(f"{info.name} is truncated", location=self.location) from exc
+            for pack, rows in packs:
+                index.update(
+                    {i: new(IndexEntry, (pack, o, n, r, kinds[k])) for k, i, o, n, r in rows}
+                )
             names.add(info.name)
         with self._lock:
             self.index, self.index_files = index, names
 
     def read_index_file(self, name: str) -> list[tuple[str, list[list[Any]]]]:
+        try:
+            return decode_index(self._open_index_file(name))
+        except ValueError as exc:
+            raise CorruptDataError(f"{name} fails authentication", location=self.location) from exc
+
+    def _open_index_file(self, name: str) -> bytes:
         sealed = self.backend.read(name)
         try:
-            return decode_index(decompress(self.key.open(sealed, b"index")))
+            return decompress(self.key.open(sealed, b"index"))
         except (InvalidTagError, ValueError) as exc:
             raise CorruptDataError(f"{name} fails authentication", location=self.location) from exc
 
