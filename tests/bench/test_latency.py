@@ -67,9 +67,9 @@ async def test_stalled_server_latency_matches_the_true_latencies(tmp_path: Path)
 async def test_demo_server_latency_fault_shows_in_every_percentile(demo_server) -> None:
     base = demo_server(4, 2.0)
     slow = demo_server(4, 2.0, "--fault", "latency_ms=150")
-    figures = []
-    for url in (base, slow):
-        cfg = LoadConfig(
+
+    def cfg(url: str) -> LoadConfig:
+        return LoadConfig(
             url=url + "/v1/completions",
             method="POST",
             rate=40,
@@ -77,12 +77,16 @@ async def test_demo_server_latency_fault_shows_in_every_percentile(demo_server) 
             headers=["Content-Type: application/json"],
             body=completion_body(1),
         )
-        figures.append(await run_load(cfg))
-    fast, stalled = figures
+
+    # Both runs at once, so a busy machine slows both alike and the difference is the fault.
+    fast, stalled = await asyncio.gather(run_load(cfg(base)), run_load(cfg(slow)))
     assert fast.data.errors == {} and stalled.data.errors == {}
+    assert stalled.data.counters["requests"] == pytest.approx(60, abs=3)
     for p in ("p50", "p90"):
         added = stalled.metric(p) - fast.metric(p)
-        assert added == pytest.approx(150.0, rel=0.10), (p, fast.metric(p), stalled.metric(p))
+        # The whole delay, counted once: not hidden (>= 90% of it), not doubled. Load only adds
+        # (the server's timer fires late), so the upper bound leaves room for that.
+        assert 135.0 <= added <= 200.0, (p, fast.metric(p), stalled.metric(p))
     # Every request carries the delay; none is measured below it (a tail spike on a busy machine
     # may add to p99, so p99 is bounded below only).
     assert stalled.metric("min") >= 150.0
