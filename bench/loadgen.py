@@ -4,9 +4,15 @@
    `wrk -t1 -c50 -d Ns` and by `gyro bench run -c 50 --workers 1 -d Ns`, both pinned to core 0,
    in interleaved rounds: requests/s ratio and CPU per request (wrk: its rusage from wait4; ours:
    the CPU the run itself used, from the result, and the whole process including start-up).
-2. Locust (FastHttpUser, 1 process, 50 users, no wait) against ours, same nginx, interleaved.
-3. Streamed LLM tokens decoded per core: `gyro bench llm` against the demo server; tokens divided
-   by the generator's own CPU seconds during the run.
+2. Locust (FastHttpUser, 1 process, 50 users, no wait) against ours, same nginx, interleaved, on
+   /tiny: the same 127 bytes as the static file, from memory, so nginx's one core goes further.
+   Ours is fast enough that nginx can still be what sets its requests/s; the run says which side
+   was saturated (nginx's CPU while ours ran, ours' own) and prints the CPU-per-request ratio,
+   which no target limits, next to the requests/s ratio that the goal names.
+3. Streamed LLM tokens decoded per core: `gyro bench llm` against the demo server (64 streams, one
+   SSE event per token and per write, as vLLM sends them); tokens divided by the generator's own
+   CPU seconds during the run. The goal line is this figure. A fast SSE source (16 events per
+   chunk) shows the decoder's capacity when reads are not one event each (printed as info).
 4. Corrected latency: nginx frozen with SIGSTOP for a known window during an open-model run; the
    measured p50/p99 against the true latencies, which follow from the schedule and the window.
 
@@ -28,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -95,7 +102,7 @@ class Get(FastHttpUser):
 
     @task
     def index(self):
-        self.client.get("/")
+        self.client.get({path!r})
 """
 
 
@@ -145,20 +152,28 @@ def wrk_round(url: str, seconds: int) -> tuple[float, float]:
 
 def ours_round(
     url: str, seconds: int, extra: list[str] | None = None
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
+    """(requests/s, CPU s/request in the run, CPU s/request whole process, share of its core)."""
     argv = [*GYRO, "bench", "run", url, "-c", "50", "--workers", "1", "-d", f"{seconds}s", "--json"]
     out, cpu_total = run_child(pinned(argv + (extra or []), GEN_CPU), seconds + 60)
     s = json.loads(out)["summary"]
     run_cpu = s["generator_cpu"] * s["duration_s"]
     if s["errors"]:
         raise RuntimeError(f"ours saw errors: {s}")
-    return s["rps"], run_cpu / s["requests"], cpu_total / s["requests"]
+    return s["rps"], run_cpu / s["requests"], cpu_total / s["requests"], s["generator_cpu"]
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def locust_round(url: str, seconds: int, tmp: Path) -> tuple[float, float]:
     """Locust's requests/s and its whole-process CPU seconds per request (start-up included)."""
     locustfile = tmp / "locustfile.py"
-    locustfile.write_text(LOCUSTFILE)
+    base, _, path = url.partition("://")[2].partition("/")
+    locustfile.write_text(LOCUSTFILE.format(path="/" + path))
     prefix = tmp / "locust"
     argv = [
         str(LOCUST),
@@ -172,7 +187,7 @@ def locust_round(url: str, seconds: int, tmp: Path) -> tuple[float, float]:
         "-t",
         f"{seconds}s",
         "--host",
-        url.rstrip("/"),
+        url[: url.index("://") + 3] + base,
         "--only-summary",
         "--csv",
         str(prefix),
@@ -186,6 +201,9 @@ def locust_round(url: str, seconds: int, tmp: Path) -> tuple[float, float]:
         cols = line.split(",")
         if cols[header.index("Name")] == "Aggregated":
             count = int(cols[header.index("Request Count")])
+            failures = int(cols[header.index("Failure Count")])
+            if failures:
+                raise RuntimeError(f"locust saw {failures} failures")
             return float(cols[header.index("Requests/s")]), cpu / max(count, 1)
     raise RuntimeError("no Aggregated row in locust's stats")
 
@@ -198,7 +216,7 @@ def bench_wrk(url: str, rounds: int, seconds: int) -> tuple[float, float]:
     ratios, cpu_ratios, cpu_total_ratios = [], [], []
     for i in range(rounds):
         w_rps, w_cpu = wrk_round(url, seconds)
-        o_rps, o_cpu, o_cpu_total = ours_round(url, seconds)
+        o_rps, o_cpu, o_cpu_total, _ = ours_round(url, seconds)
         ratios.append(o_rps / w_rps)
         cpu_ratios.append(o_cpu / w_cpu)
         cpu_total_ratios.append(o_cpu_total / w_cpu)
@@ -217,26 +235,60 @@ def bench_wrk(url: str, rounds: int, seconds: int) -> tuple[float, float]:
     return statistics.median(ratios), statistics.median(cpu_ratios)
 
 
-def bench_locust(url: str, rounds: int, seconds: int, tmp: Path) -> float:
+def bench_locust(url: str, rounds: int, seconds: int, tmp: Path, worker: int) -> LocustFigures:
+    """Interleaved Locust and ours against ``url``; also how busy nginx's worker (pid
+    ``worker``) was serving ours: its CPU per request times our requests/s, as a share of its
+    core. Near 100% means nginx, not our generator, set our requests/s."""
     if LOCUST is None:
         print("  locust is not installed (pip install -e '.[bench]'); skipped")
-        return float("nan")
-    ratios, cpu_ratios = [], []
+        return LocustFigures(float("nan"), float("nan"), float("nan"), float("nan"))
+    ratios, cpu_ratios, target_busy, ours_busy = [], [], [], []
     for i in range(rounds):
         l_rps, l_cpu = locust_round(url, seconds, tmp)
-        o_rps, _, o_cpu = ours_round(url, seconds)
+        before = proc_cpu(worker)
+        o_rps, _, o_cpu, o_busy = ours_round(url, seconds)
+        # nginx works only while requests come (not during our start-up): its CPU over the run.
+        n_busy = (proc_cpu(worker) - before) / seconds
         ratios.append(o_rps / l_rps)
         cpu_ratios.append(l_cpu / o_cpu)
+        target_busy.append(n_busy)
+        ours_busy.append(o_busy)
         print(
             f"  round {i + 1}: locust {l_rps:8.0f} req/s {l_cpu * 1e6:6.1f} us/req | ours "
-            f"{o_rps:8.0f} req/s {o_cpu * 1e6:6.1f} us/req (whole processes) | {load()}",
+            f"{o_rps:8.0f} req/s {o_cpu * 1e6:6.1f} us/req (whole processes), ours at "
+            f"{o_busy:4.0%} of its core, nginx at {n_busy:4.0%} of its core | {load()}",
             flush=True,
         )
     print("  " + summary("req/s ours/locust", ratios))
     print(
         "  " + summary("CPU/request locust/ours (whole processes, start-up included)", cpu_ratios)
     )
-    return statistics.median(ratios)
+    print("  " + summary("nginx worker busy while ours ran (share of its core)", target_busy))
+    print("  " + summary("ours busy (share of its core)", ours_busy))
+    return LocustFigures(
+        statistics.median(ratios),
+        statistics.median(cpu_ratios),
+        statistics.median(target_busy),
+        statistics.median(ours_busy),
+    )
+
+
+class LocustFigures(NamedTuple):
+    rps_ratio: float
+    cpu_ratio: float  # Locust's CPU per request over ours
+    target_busy: float  # nginx's share of its core while ours ran
+    ours_busy: float
+
+    def limit(self) -> str:
+        """Which side set our requests/s in the Locust comparison."""
+        if self.target_busy >= 0.85 and self.ours_busy < 0.85:
+            return f"target-limited: nginx {self.target_busy:.0%} busy, ours {self.ours_busy:.0%}"
+        if self.ours_busy >= 0.85:
+            return f"generator-limited: ours {self.ours_busy:.0%} busy"
+        return (
+            f"neither saturated (nginx {self.target_busy:.0%}, ours {self.ours_busy:.0%}): "
+            "machine contention"
+        )
 
 
 def llm_rounds(url: str, rounds: int, seconds: int, streams: int, tokens: int) -> list[float]:
@@ -352,7 +404,12 @@ def bench_stall(rounds: int) -> tuple[float, float]:
 
 
 def verdict(name: str, figure: str, goal: str, ok: bool) -> None:
-    print(f"{name:<30} {figure:<44} goal {goal:<12} {'holds' if ok else 'MISSED'}")
+    print(f"{name:<33} {figure:<66} goal {goal:<9} {'holds' if ok else 'MISSED'}")
+
+
+def info(name: str, figure: str) -> None:
+    """A figure printed next to a goal that is not itself the goal's measure."""
+    print(f"{name:<33} {figure:<66} (info)")
 
 
 def main() -> None:
@@ -365,17 +422,21 @@ def main() -> None:
     print(f"{CORES} cores; generators on core {GEN_CPU}, servers on core {SERVER_CPU}; {load()}")
     with tempfile.TemporaryDirectory(prefix="gyro-loadgen-") as tmp_name:
         tmp = Path(tmp_name)
-        with nginx(tmp / "nginx", cpu=int(SERVER_CPU)) as (base, _proc):
+        with nginx(tmp / "nginx", cpu=int(SERVER_CPU)) as (base, proc):
             url = base + "/"
+            worker = nginx_worker_pid(tmp / "nginx", proc.pid)
             print(
                 f"\n[1] nginx static file: wrk -t1 -c50 vs gyro bench run -c 50 --workers 1, "
                 f"{args.seconds}s rounds"
             )
             rps_ratio, cpu_ratio = bench_wrk(url, args.rounds, args.seconds)
-            print(f"\n[2] Locust FastHttpUser, 1 process, 50 users vs ours, {args.seconds}s rounds")
-            locust_ratio = bench_locust(url, args.rounds, args.seconds, tmp)
+            print(
+                f"\n[2] Locust FastHttpUser, 1 process, 50 users vs ours, {args.seconds}s rounds; "
+                "same nginx, the same 127 bytes from memory (/tiny: no file I/O per request)"
+            )
+            locust = bench_locust(base + "/tiny", args.rounds, args.seconds, tmp, worker)
         print("\n[3] streamed LLM tokens decoded per generator core")
-        demo_tokens, tokens = bench_tokens(max(3, args.rounds // 2), 3)
+        demo_tokens, tokens = bench_tokens(args.rounds, 3)
         print(
             f"\n[4] corrected latency: nginx frozen {STALL} s in a {DURATION} s open-model run "
             f"at {RATE:g} req/s"
@@ -384,13 +445,23 @@ def main() -> None:
     print("\nresults (figure, goal, holds?)")
     verdict("req/s vs wrk -t1 -c50", f"{rps_ratio:.2f}x", ">= 0.90x", rps_ratio >= 0.9)
     verdict("CPU/request vs wrk", f"{cpu_ratio:.2f}x", "<= 1.30x", cpu_ratio <= 1.3)
-    verdict("req/s vs Locust FastHttpUser", f"{locust_ratio:.1f}x", ">= 8x", locust_ratio >= 8)
     verdict(
-        "SSE tokens decoded per core",
-        f"{tokens:,.0f}/s (demo server: {demo_tokens:,.0f}/s)",
-        ">= 100k/s",
-        tokens >= 100_000,
+        "req/s vs Locust FastHttpUser",
+        f"{locust.rps_ratio:.1f}x ({locust.limit()})",
+        ">= 8x",
+        locust.rps_ratio >= 8,
     )
+    info(
+        "  CPU/request Locust/ours",
+        f"{locust.cpu_ratio:.1f}x (what each generator costs per request; no target limit)",
+    )
+    verdict(
+        "SSE tokens per core, demo server",
+        f"{demo_tokens:,.0f}/s (64 streams, one event per token)",
+        ">= 100k/s",
+        demo_tokens >= 100_000,
+    )
+    info("  SSE decode capacity", f"{tokens:,.0f}/s (fast source, 16 events per chunk)")
     verdict(
         "stall p50, p99 measured/true",
         f"{p50:.3f}, {p99:.3f} (worst round {worst:.1%} off)",
