@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -47,8 +49,6 @@ def test_boundaries_are_keyed_per_repository() -> None:
 
 
 def test_stream_and_buffer_cut_the_same() -> None:
-    import io
-
     data = random.Random(6).randbytes(9 << 20)
     chunker = Chunker(99)
     from_buf = [bytes(c) for c in chunker.cut(data)]
@@ -111,3 +111,47 @@ def test_malformed_chunk_sizes_are_a_clear_error(
     config.write_text(json.dumps(doc))
     with pytest.raises(CorruptDataError, match="config: chunker"):
         Repository.open(repo.location, secret)
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that returns short reads, like a pipe or a network file system."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.pos, self.step = data, 0, step
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.step, len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 300_000), st.integers(1, 70_000))
+def test_stream_cuts_as_the_whole_buffer_whatever_the_read_sizes(
+    seed: int, size: int, step: int
+) -> None:
+    data = random.Random(seed).randbytes(size)
+    chunker = Chunker(seed + 1, **SMALL)
+    expected = [bytes(c) for c in chunker.cut(data)]
+    assert [bytes(c) for c in chunker.cut_stream(_Trickle(data, step))] == expected
+
+
+def test_interleaved_streams_on_one_thread_do_not_share_a_buffer() -> None:
+    one, two = (random.Random(s).randbytes(5 << 20) for s in (1, 2))
+    chunker = Chunker(3)
+    assert list(chunker.cut_stream(io.BytesIO(b"warm"))) == [b"warm"]  # this thread's buffer exists
+    a, b = chunker.cut_stream(io.BytesIO(one)), chunker.cut_stream(io.BytesIO(two))
+    got_a: list[bytes] = []
+    got_b: list[bytes] = []
+    while True:  # one chunk of each in turn, until both end
+        x, y = next(a, None), next(b, None)
+        if x is None and y is None:
+            break
+        got_a += [bytes(x)] if x is not None else []
+        got_b += [bytes(y)] if y is not None else []
+    assert b"".join(got_a) == one and b"".join(got_b) == two
+    assert got_a == [bytes(c) for c in chunker.cut(one)]

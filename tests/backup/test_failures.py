@@ -152,7 +152,7 @@ class FullDisk(LocalBackend):
         super().__init__(root)
         self.budget = budget
 
-    def write(self, name: str, data: bytes) -> None:
+    def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         if name.startswith("data/"):
             self.budget -= len(data)
             if self.budget < 0:

@@ -44,7 +44,7 @@ class Backend(Protocol):
 
     location: str
 
-    def write(self, name: str, data: bytes | bytearray) -> None: ...
+    def write(self, name: str, data: bytes | bytearray | memoryview) -> None: ...
     def read(self, name: str) -> bytes: ...
     def read_range(self, name: str, offset: int, length: int) -> bytes: ...
     def exists(self, name: str) -> bool: ...
@@ -92,7 +92,7 @@ class LocalBackend:
         with self._dirs_lock:
             self._dirs.add(directory)
 
-    def write(self, name: str, data: bytes | bytearray) -> None:
+    def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(name)
         tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
         try:
@@ -228,7 +228,7 @@ class AppendOnly:
         self.inner = inner
         self.location = inner.location
 
-    def write(self, name: str, data: bytes | bytearray) -> None:
+    def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         if not name.startswith("locks/") and self.inner.exists(name):
             raise AppendOnlyError(
                 f"refusing to overwrite {name}: the repository is append-only",

@@ -111,7 +111,7 @@ class SftpBackend:
                     sftp.stat(str(parent))  # created concurrently by another thread
         self._dirs.add(str(directory))
 
-    def write(self, name: str, data: bytes | bytearray) -> None:
+    def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         path = PurePosixPath(self._path(name))
         tmp = str(path.with_name(f".tmp-{uuid.uuid4().hex}"))
         sftp = self._sftp()
@@ -119,7 +119,7 @@ class SftpBackend:
             self._mkdirs(path.parent)
             with sftp.open(tmp, "wb") as fh:
                 fh.set_pipelined(True)
-                fh.write(data)
+                fh.write(bytes(data) if isinstance(data, memoryview) else data)
             sftp.posix_rename(tmp, str(path))
         except (OSError, paramiko.SSHException) as exc:
             with contextlib.suppress(OSError, paramiko.SSHException):
