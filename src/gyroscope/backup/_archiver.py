@@ -142,18 +142,6 @@ def _unchanged(entry: Entry, old: Entry, repo: Repository) -> bool:
     return all(map(repo.index.__contains__, map(bytes.fromhex, old.get("c", ()))))
 
 
-def _unchanged_stat(old: Entry, st: os.stat_result, repo: Repository) -> bool:
-    if not (
-        old.get("t") == "f"
-        and old.get("s") == st.st_size
-        and old.get("mt") == st.st_mtime_ns
-        and old.get("ct") == st.st_ctime_ns
-        and old.get("i") == st.st_ino
-    ):
-        return False
-    return all(map(repo.index.__contains__, map(bytes.fromhex, old.get("c", ()))))
-
-
 def backup(
     repo: Repository,
     paths: list[str],
@@ -288,9 +276,35 @@ class _Collector:
         self.slots.acquire()
         self.pending.append(([e for e, _, _ in files], self.pool.submit(self._read_many, files)))
 
+    def visit_many(self, batch: list[tuple[str, str, os.stat_result]]) -> None:
+        """``visit`` each entry, with the files cache's fast path inlined: an incremental backup
+        runs it for every unchanged file, and the per-call overhead was most of its cost."""
+        old_get, reuse = self.old.get, self.entries.append
+        indexed, fromhex, is_reg = self.session.repo.index.__contains__, bytes.fromhex, stat.S_ISREG
+        same = same_bytes = 0
+        for real, arc, st in batch:
+            # An unchanged ctime means mode, owner and content are unchanged too, so the parent's
+            # entry is taken whole (its atime may be older); its chunks must still be indexed.
+            prev = old_get(arc) if st.st_nlink == 1 and is_reg(st.st_mode) else None
+            if (
+                prev is not None
+                and prev.get("mt") == st.st_mtime_ns
+                and prev.get("s") == st.st_size
+                and prev.get("ct") == st.st_ctime_ns
+                and prev.get("i") == st.st_ino
+                and prev.get("t") == "f"
+                and all(map(indexed, map(fromhex, prev.get("c", ()))))
+            ):
+                reuse(prev)
+                same += 1
+                same_bytes += st.st_size
+            else:
+                self.visit(real, arc, st)
+        self.stats.files += same
+        self.stats.files_unchanged += same
+        self.stats.bytes_total += same_bytes
+
     def visit(self, real: str, arc: str, st: os.stat_result) -> None:
-        if st.st_nlink == 1 and stat.S_ISREG(st.st_mode) and self._reuse(arc, st):
-            return
         entry = entry_from_stat(arc, st)
         kind = entry["t"]
         if kind == "d":
@@ -302,18 +316,6 @@ class _Collector:
         elif not stat.S_ISFIFO(st.st_mode):
             return  # sockets and devices are not backed up
         self.entries.append(entry)
-
-    def _reuse(self, arc: str, st: os.stat_result) -> bool:
-        """Fast path of the files cache: an unchanged ctime means mode, owner and content are
-        unchanged too, so the parent's entry is taken whole (its atime may be older)."""
-        prev = self.old.get(arc)
-        if prev is None or not _unchanged_stat(prev, st, self.session.repo):
-            return False
-        self.stats.files += 1
-        self.stats.bytes_total += st.st_size
-        self.stats.files_unchanged += 1
-        self.entries.append(prev)
-        return True
 
     def _file(self, real: str, entry: Entry, st: os.stat_result) -> Entry:
         self.stats.files += 1
@@ -362,8 +364,7 @@ def _collect(
     with ThreadPoolExecutor(threads, thread_name_prefix="backup") as pool:
         collector = _Collector(session, old, pool, threads)
         for batch in _batches(walk, extra, warnings.append):
-            for real, arc, st in batch:
-                collector.visit(real, arc, st)
+            collector.visit_many(batch)
             if progress and time.monotonic() - last_report > 0.25:
                 last_report = time.monotonic()
                 progress(session.stats)
