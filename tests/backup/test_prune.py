@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from gyroscope.backup import (
     Repository,
     RepositoryLockedError,
     RetentionPolicy,
+    Secret,
     backup,
     check,
     forget,
@@ -203,3 +205,57 @@ def test_forget_limited_to_one_set_of_paths(repo: Repository, tmp_path: Path) ->
     left = list_snapshots(repo)
     assert sum(s.paths == [str(one)] for s in left) == 1
     assert sum(s.paths == [str(two)] for s in left) == 3
+
+
+def test_backup_whose_lock_went_stale_does_not_commit_chunks_a_prune_removed(
+    repo: Repository, secret: Secret, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Backups take no exclusive lock: a backup frozen past ``stale_after`` loses its lock and a
+    prune may delete chunks it reuses. It must notice before committing and leave no snapshot
+    that points at missing data; the next run stores the data again."""
+    from gyroscope.backup import MissingDataError, _archiver
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(300_000))
+    (src / "b").write_bytes(os.urandom(300_000))
+    first = backup(repo, [str(src)]).snapshot
+    (src / "b").write_bytes(os.urandom(300_000))
+    original = _archiver._revalidate
+
+    def prune_while_frozen(*args: Any) -> None:
+        other = Repository.open(repo.location, secret)
+        other.backend.delete(f"snapshots/{first.id}")  # forgotten meanwhile
+        later = time.time() + 3600  # the frozen backup's lock is long stale by then
+        stats = prune(other, min_pack_age=0, clock=lambda: later)
+        assert stats.packs_deleted >= 1 and not stats.deferred
+        original(*args)
+
+    monkeypatch.setattr(_archiver, "_revalidate", prune_while_frozen)
+    with pytest.raises(MissingDataError, match="concurrent prune removed"):
+        backup(repo, [str(src)])  # "a" is unchanged: its chunk was reused, then pruned
+    monkeypatch.undo()
+    assert list_snapshots(repo) == []
+    repo.load_index()
+    again = backup(repo, [str(src)]).snapshot
+    out = tmp_path / "out"
+    assert restore(repo, again, out).errors == []
+    assert snapshot_of(out / str(src).lstrip("/")) == snapshot_of(src)
+    assert check(repo, read_data=True).ok
+
+
+def test_a_killed_prunes_fresh_lock_never_blocks_a_backup(repo: Repository, tmp_path: Path) -> None:
+    """A prune killed with -9 leaves an exclusive lock that still looks live: backups go on at
+    once; the next prune waits only until the lock is stale, then removes it."""
+    doc = {"kind": "exclusive", "host": "elsewhere", "pid": 4242, "refreshed": time.time()}
+    repo.backend.write("locks/0badc0de", json.dumps(doc).encode())
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(100_000))
+    assert backup(repo, [str(src)]).snapshot  # no wait, no error
+    with pytest.raises(RepositoryLockedError, match="expire after 300 s"):
+        prune(repo, min_pack_age=0)
+    later = time.time() + 301
+    prune(repo, min_pack_age=0, clock=lambda: later)
+    assert not repo.backend.exists("locks/0badc0de")
+    assert live_locks(repo) == []
