@@ -126,3 +126,11 @@ def test_sqlite_source(cli: tuple[CliRunner, str], tmp_path: Path) -> None:
     )
     with sqlite3.connect(out / "@sqlite" / "app.db") as conn:
         assert conn.execute("select count(*), min(x) from t").fetchone() == (1000, 0)
+
+
+@pytest.mark.parametrize("option", [["--kdf-memory", "8"], ["--kdf-time", "0"]])
+def test_too_small_kdf_cost_is_one_clear_line(tmp_path: Path, option: list[str]) -> None:
+    result = CliRunner().invoke(backup, ["init", str(tmp_path / "r"), *option], env=PW)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option[0]}'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r").exists()

@@ -50,6 +50,12 @@ class KdfParams:
     memory_kib: int = 65536
     parallelism: int = 2
 
+    def __post_init__(self) -> None:
+        if self.time < 1 or self.parallelism < 1 or self.memory_kib < 8 * self.parallelism:
+            raise ValueError(
+                "Argon2id needs time >= 1, parallelism >= 1 and memory_kib >= 8 x parallelism"
+            )
+
 
 def kek_from_password(password: bytes, salt: bytes, params: KdfParams) -> bytes:
     """The key-encryption key for ``password`` (Argon2id, 32 bytes)."""

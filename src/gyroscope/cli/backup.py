@@ -63,8 +63,16 @@ def backup() -> None:
 @click.option(
     "--append-only", is_flag=True, help="Refuse every delete and overwrite (ransomware protection)."
 )
-@click.option("--kdf-memory", default=65536, show_default=True, help="Argon2id memory in KiB.")
-@click.option("--kdf-time", default=2, show_default=True, help="Argon2id passes.")
+@click.option(
+    "--kdf-memory",
+    default=65536,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Argon2id memory in KiB.",
+)
+@click.option(
+    "--kdf-time", default=2, show_default=True, type=click.IntRange(min=1), help="Argon2id passes."
+)
 def init(
     repo: str,
     password_file: Path | None,
