@@ -318,7 +318,7 @@ def llm_rounds(url: str, rounds: int, seconds: int, streams: int, tokens: int) -
             f"  round {i + 1}: {count} tokens in {s['duration_s']:.1f} s "
             f"({s['llm']['output_tokens_per_s']:,.0f}/s), generator CPU {cpu:.2f} s "
             f"({s['generator_cpu']:.0%} of its core) -> {count / cpu:,.0f} tokens per core-second"
-            f" | {load()}",
+            f"; token gap p50 {s['llm']['itl_ms']['p50']:.2f} ms | {load()}",
             flush=True,
         )
     return figures
@@ -349,7 +349,10 @@ def bench_tokens(rounds: int, seconds: int) -> tuple[float, float]:
     )
     try:
         wait_for_port("127.0.0.1", port, timeout=30)
-        print("  against the demo server (64 streams of 128 tokens):")
+        print(
+            "  against the demo server (64 streams of 128 tokens, a decode step every 2 ms: a gap"
+            " well above 2 ms means its core was shared):"
+        )
         demo = llm_rounds(f"http://127.0.0.1:{port}", rounds, seconds, 64, 128)
     finally:
         server.terminate()
