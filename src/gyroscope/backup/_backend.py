@@ -262,9 +262,14 @@ class AppendOnly:
 
 
 def open_backend(location: str) -> Backend:
-    """``/path`` or ``file:///path`` -> local; ``sftp://user@host:port/path`` -> SFTP."""
+    """``/path`` or ``file:///path`` -> local; ``sftp://user@host:port/path`` -> SFTP;
+    ``http(s)://host:port/`` -> a ``gyro backup repo-serve`` server."""
     if location.startswith("sftp://"):
         from gyroscope.backup._sftp import SftpBackend
 
         return SftpBackend.from_url(location)
+    if location.startswith(("http://", "https://")):
+        from gyroscope.backup._rest import HttpBackend
+
+        return HttpBackend.from_url(location)
     return LocalBackend(Path(location.removeprefix("file://")).expanduser())

@@ -174,9 +174,13 @@ class Repository:
     @classmethod
     def open(cls, location: str, secret: Secret, *, append_only: bool = False) -> Repository:
         backend = open_backend(location)
-        config = cls._read_config(backend, location)
-        started = time.monotonic()
-        master = cls._unlock(backend, location, secret)
+        try:
+            config = cls._read_config(backend, location)
+            started = time.monotonic()
+            master = cls._unlock(backend, location, secret)
+        except BaseException:
+            backend.close()  # no repository, a wrong password: release connections, descriptors
+            raise
         log.debug("repository %s unlocked in %.3f s", location, time.monotonic() - started)
         repo = cls(backend, master, config)
         if append_only or repo.append_only:

@@ -613,3 +613,42 @@ def serve(config_file: Path, listen: str) -> None:
     from gyroscope.backup._serve import serve_alone
 
     serve_alone(load_section(config_file), listen)
+
+
+@backup.command("repo-serve")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--listen", default="127.0.0.1:8010", show_default=True, help="Where clients connect."
+)
+@click.option(
+    "--append-only",
+    is_flag=True,
+    help="Refuse deletes and overwrites (lock files excepted), whatever the client asks.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Bearer token clients must send (else $GYRO_BACKUP_REPO_TOKEN); needed beyond loopback.",
+)
+def repo_serve(directory: Path, listen: str, append_only: bool, token_file: Path | None) -> None:
+    """Serve a repository directory over HTTP, optionally append-only (ransomware protection).
+
+    Clients use the URL as their repository; forget and prune run on this host, on the directory.
+
+    \b
+    Example:
+      gyro backup repo-serve /srv/backups/repo --listen 127.0.0.1:8010 --append-only
+      gyro backup create http://127.0.0.1:8010/ /var/lib/models
+    """
+    from gyroscope.backup._rest import TOKEN_ENV, RepoServer
+    from gyroscope.core import run, run_alone
+
+    token = token_file.read_text().strip() if token_file else os.environ.get(TOKEN_ENV)
+    server = RepoServer(directory, listen=listen, token=token or None, append_only=append_only)
+    mode = "append-only" if append_only else "read-write"
+
+    def ready(_: object) -> None:
+        click.echo(f"serving {directory} ({mode}) on {server.url}/", err=True)
+
+    run(run_alone(server, on_ready=ready))
