@@ -1,6 +1,7 @@
 """Backup and recovery: deduplicated, compressed, encrypted snapshots with verified restores.
 
 >>> import tempfile, pathlib
+>>> from gyroscope.backup import KdfParams, Repository, Secret, backup, check, restore
 >>> src = pathlib.Path(tempfile.mkdtemp()); (src / "a.txt").write_text("hello")
 5
 >>> repo = Repository.init(tempfile.mkdtemp() + "/repo", Secret(password=b"pw"),
@@ -16,28 +17,6 @@ True
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gyroscope.backup._archiver import BackupResult, BackupStats, backup
-from gyroscope.backup._backend import AppendOnly, Backend, LocalBackend, ObjectInfo, open_backend
-from gyroscope.backup._crypto import KdfParams
-from gyroscope.backup._errors import (
-    AppendOnlyError,
-    BackendError,
-    CorruptDataError,
-    MissingDataError,
-    RepositoryError,
-    RepositoryExists,
-    RepositoryLockedError,
-    RepositoryNotFound,
-    RepositoryVersionError,
-    SnapshotNotFound,
-    SourceError,
-    StorageFullError,
-    WrongPasswordError,
-)
-from gyroscope.backup._locks import RepoLock, live_locks, remove_stale_locks
-from gyroscope.backup._repo import FORMAT_VERSION, Repository, Secret
-from gyroscope.backup._tree import Snapshot, find_snapshot, list_snapshots
-from gyroscope.backup._walk import Walk
 from gyroscope.errors import BackupError
 
 __all__ = [
@@ -102,11 +81,44 @@ __all__ = [
 ]
 
 
-# Only what a backup needs loads eagerly. Checking, restoring, pruning and drills, and the
-# scheduler with its config models and job runner (pydantic, the HTTP kernel), load on first use,
-# so that `gyro backup create` starts fast: it runs from cron, often, and an incremental run that
-# finds little changed is short enough that ~15 ms of imports showed in its time.
+# Every name loads on first use, with only the modules it needs: `gyro backup create` runs from
+# cron, often, and an incremental run that finds little changed is short enough that its imports
+# showed in its time. It starts the key derivation (_kdf) and the listing of the sources (_walk)
+# first, then imports the rest while both run; the scheduler with its config models and job runner
+# (pydantic, the HTTP kernel) never loads for a backup.
 _LAZY = {
+    "BackupResult": "_archiver",
+    "BackupStats": "_archiver",
+    "backup": "_archiver",
+    "AppendOnly": "_backend",
+    "Backend": "_backend",
+    "LocalBackend": "_backend",
+    "ObjectInfo": "_backend",
+    "open_backend": "_backend",
+    "KdfParams": "_crypto",
+    "AppendOnlyError": "_errors",
+    "BackendError": "_errors",
+    "CorruptDataError": "_errors",
+    "MissingDataError": "_errors",
+    "RepositoryError": "_errors",
+    "RepositoryExists": "_errors",
+    "RepositoryLockedError": "_errors",
+    "RepositoryNotFound": "_errors",
+    "RepositoryVersionError": "_errors",
+    "SnapshotNotFound": "_errors",
+    "SourceError": "_errors",
+    "StorageFullError": "_errors",
+    "WrongPasswordError": "_errors",
+    "RepoLock": "_locks",
+    "live_locks": "_locks",
+    "remove_stale_locks": "_locks",
+    "FORMAT_VERSION": "_repo",
+    "Repository": "_repo",
+    "Secret": "_repo",
+    "Snapshot": "_tree",
+    "find_snapshot": "_tree",
+    "list_snapshots": "_tree",
+    "Walk": "_walk",
     "CheckReport": "_check",
     "check": "_check",
     "DrillResult": "_drill",
@@ -135,6 +147,14 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from gyroscope.backup._archiver import BackupResult, BackupStats, backup
+    from gyroscope.backup._backend import (
+        AppendOnly,
+        Backend,
+        LocalBackend,
+        ObjectInfo,
+        open_backend,
+    )
     from gyroscope.backup._check import CheckReport, check
     from gyroscope.backup._config import (
         BackupConfig,
@@ -144,9 +164,27 @@ if TYPE_CHECKING:
         RetentionConfig,
         SourceConfig,
     )
+    from gyroscope.backup._crypto import KdfParams
     from gyroscope.backup._drill import DrillResult, restore_drill
+    from gyroscope.backup._errors import (
+        AppendOnlyError,
+        BackendError,
+        CorruptDataError,
+        MissingDataError,
+        RepositoryError,
+        RepositoryExists,
+        RepositoryLockedError,
+        RepositoryNotFound,
+        RepositoryVersionError,
+        SnapshotNotFound,
+        SourceError,
+        StorageFullError,
+        WrongPasswordError,
+    )
     from gyroscope.backup._jobs import run_drill, run_job
+    from gyroscope.backup._locks import RepoLock, live_locks, remove_stale_locks
     from gyroscope.backup._prune import PruneStats, forget, prune
+    from gyroscope.backup._repo import FORMAT_VERSION, Repository, Secret
     from gyroscope.backup._restore import RestoreStats, dump, restore
     from gyroscope.backup._retention import RetentionPolicy, SnapshotRef, apply_retention
     from gyroscope.backup._service import (
@@ -155,6 +193,8 @@ if TYPE_CHECKING:
         is_overdue,
         seconds_until_next,
     )
+    from gyroscope.backup._tree import Snapshot, find_snapshot, list_snapshots
+    from gyroscope.backup._walk import Walk
 
 
 def __getattr__(name: str) -> Any:

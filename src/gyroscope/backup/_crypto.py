@@ -23,9 +23,10 @@ from typing import Any
 
 import blake3
 import zstandard
-from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gyroscope.backup._kdf import argon2id
 
 __all__ = [
     "KdfParams",
@@ -59,15 +60,7 @@ class KdfParams:
 
 def kek_from_password(password: bytes, salt: bytes, params: KdfParams) -> bytes:
     """The key-encryption key for ``password`` (Argon2id, 32 bytes)."""
-    return hash_secret_raw(
-        password,
-        salt,
-        time_cost=params.time,
-        memory_cost=params.memory_kib,
-        parallelism=params.parallelism,
-        hash_len=32,
-        type=Type.ID,
-    )
+    return argon2id(password, salt, params.time, params.memory_kib, params.parallelism)
 
 
 def kek_from_keyfile(data: bytes) -> bytes:

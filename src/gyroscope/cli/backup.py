@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from gyroscope.cli._backup_support import (
+    PASSWORD_ENV,
     build_policy,
     config_option,
     emit,
@@ -116,6 +117,25 @@ def _sources(
     return found + [RedisSource.parse(s) for s in redis]
 
 
+def _start_key_derivation(repo: str, password_file: Path | None, key_file: Path | None) -> None:
+    """Start deriving the repository's key from the password now (a local repository with one
+    password key). The password is read as ``read_secret`` reads it; on any problem nothing
+    starts, and opening the repository derives as usual and reports the problem."""
+    if key_file is not None:
+        return
+    from gyroscope.backup._kdf import start_for_local_repository
+
+    if password_file is not None:
+        try:
+            password = password_file.read_text().splitlines()[0]
+        except (OSError, IndexError, UnicodeDecodeError):
+            return
+    else:
+        password = os.environ.get(PASSWORD_ENV, "")
+    if password:
+        start_for_local_repository(repo, password.encode())
+
+
 def _dumped(
     sqlite: tuple[str, ...], postgres: tuple[str, ...], redis: tuple[str, ...]
 ) -> AbstractContextManager[list[tuple[str, str]]]:
@@ -174,17 +194,23 @@ def create(
       gyro backup create /srv/backups/repo /etc /var/lib/models --tag nightly
       gyro backup create /srv/backups/repo --sqlite app=/var/lib/app.db --postgres main=postgresql:///main
     """
-    from gyroscope.backup import Walk
-    from gyroscope.backup import backup as run_backup
     from gyroscope.backup._heap import bound_heap
 
     bound_heap()  # this process is ours: keep chunk-sized buffers out of fragmenting heaps
     # The parent snapshot's entries are tens of thousands of long-lived dicts with no cycles: the
-    # cyclic collector would only re-scan them (~3% of an incremental run). One short-lived process.
+    # cyclic collector would only re-scan them (~3% of an incremental run). One short-lived process
+    # (re-enabled at the end all the same, for callers that run the command in-process).
+    collecting = gc.isenabled()
     gc.disable()
-    # Listing the sources starts now, so that it overlaps unlocking the repository (Argon2id).
+    # The key derivation (Argon2id) and the listing of the sources start first, on threads; the
+    # rest of the backup code is imported while they run.
+    _start_key_derivation(repo, password_file, key_file)
+    from gyroscope.backup._walk import Walk
+
     walk = Walk(list(paths))
     try:
+        from gyroscope.backup import backup as run_backup
+
         repository = open_repo(repo, password_file, key_file)
         with (
             _dumped(sqlite, postgres, redis) as extra,
@@ -211,6 +237,8 @@ def create(
             )
     finally:
         walk.close()
+        if collecting:
+            gc.enable()
     stats = result.stats
     for warning in stats.warnings:
         click.echo(f"warning: {warning}", err=True)
