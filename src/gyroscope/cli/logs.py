@@ -47,6 +47,12 @@ _url = click.option(
     "--url", default=None, help="Ask a running log server instead, e.g. http://127.0.0.1:3100."
 )
 _json = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_token = click.option(
+    "--token",
+    envvar="GYRO_LOGS_TOKEN",
+    default=None,
+    help="Bearer token of the log server (default $GYRO_LOGS_TOKEN).",
+)
 
 
 def _store_path(data_dir: Path | None) -> Path:
@@ -62,15 +68,42 @@ def _open(data_dir: Path | None, *, readonly: bool = True) -> LogStore:
     return LogStore(path, bloom=False).open(readonly=readonly)
 
 
-def _get(url: str, path: str, params: dict[str, Any]) -> Any:
-    full = url.rstrip("/") + path + "?" + urllib.parse.urlencode(params)
+def _request(
+    url: str,
+    path: str,
+    token: str | None,
+    *,
+    params: dict[str, Any] | None = None,
+    post: bool = False,
+) -> urllib.request.Request:
+    full = url.rstrip("/") + path + ("?" + urllib.parse.urlencode(params) if params else "")
     if not full.startswith(("http://", "https://")):
         raise BadInputError(f"--url must start with http:// or https://, got {url!r}")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(  # noqa: S310 - scheme checked above
+        full, data=b"" if post else None, headers=headers, method="POST" if post else "GET"
+    )
+
+
+def _http_error(exc: urllib.error.HTTPError, url: str) -> TargetError:
+    with exc:  # closes the connection under the error
+        body = exc.read().decode(errors="replace").strip()
     try:
-        with urllib.request.urlopen(full, timeout=60) as resp:  # noqa: S310 - scheme checked above
+        message = str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = body or f"HTTP {exc.code}"
+    if exc.code == 401:
+        message += " (pass --token or set GYRO_LOGS_TOKEN)"
+    return TargetError(f"HTTP {exc.code}: {message}", target=url)
+
+
+def _get(url: str, path: str, params: dict[str, Any], token: str | None = None) -> Any:
+    req = _request(url, path, token, params=params)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - scheme checked
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        raise TargetError(exc.read().decode(errors="replace").strip(), target=url) from exc
+        raise _http_error(exc, url) from None
     except OSError as exc:
         raise TargetError(str(exc), target=url) from exc
 
@@ -94,7 +127,12 @@ def logs() -> None:
 @click.option("--listen", default="127.0.0.1:3100", show_default=True, help="HTTP address.")
 @click.option("--syslog-udp", default=None, help="Syslog over UDP, e.g. 127.0.0.1:1514.")
 @click.option("--syslog-tcp", default=None, help="Syslog over TCP, e.g. 127.0.0.1:1514.")
-@click.option("--token", default=None, help="Bearer token (required when not on loopback).")
+@click.option(
+    "--token",
+    envvar="GYRO_LOGS_TOKEN",
+    default=None,
+    help="Bearer token clients must send (required when not on loopback; $GYRO_LOGS_TOKEN).",
+)
 @click.option(
     "--nats",
     "nats_servers",
@@ -157,7 +195,7 @@ def serve(
     help="Position file (default FILE.gyro-pos next to the file).",
 )
 @click.option("--follow/--once", default=True, show_default=True, help="Keep following the file.")
-@click.option("--token", default=None, help="Bearer token of the server.")
+@_token
 def ship(
     file: Path,
     url: str,
@@ -208,6 +246,7 @@ def _time_range(since: str, start: str | None, end: str | None) -> tuple[int, in
 @click.option("--limit", default=100, show_default=True, help="Most lines to print.")
 @click.option("--forward", is_flag=True, help="Oldest first (default newest first).")
 @click.option("--step", default="1m", show_default=True, help="Step of metric queries.")
+@_token
 @_json
 def query(
     query: str,
@@ -219,6 +258,7 @@ def query(
     limit: int,
     forward: bool,
     step: str,
+    token: str | None,
     as_json: bool,
 ) -> None:
     """Run a LogQL query.
@@ -243,6 +283,7 @@ def query(
                 "direction": "forward" if forward else "backward",
                 "step": parse_duration(step) / 1e9,
             },
+            token,
         )["data"]
     else:
         store = _open(data_dir)
@@ -289,35 +330,33 @@ def _print_result(data: dict[str, Any]) -> None:
 @click.option("--url", default="http://127.0.0.1:3100", show_default=True, help="The log server.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they arrive.")
 @click.option("-n", "--lines", default=10, show_default=True, help="Lines of backlog first.")
-def tail(query: str, url: str, follow: bool, lines: int) -> None:
+@_token
+def tail(query: str, url: str, follow: bool, lines: int, token: str | None) -> None:
     """Print the newest lines matching QUERY, and with -f every new one as it is stored.
 
     \b
     Example:
       gyro logs tail -f '{job="app"} |= "error"'
+      GYRO_LOGS_TOKEN=s3cret gyro logs tail --url https://logs.example:3100 '{job="app"}'
     """
     parse_query(query)
     if not follow:
-        data = _get(url, "/loki/api/v1/query_range", {"query": query, "limit": lines, "start": 0})[
-            "data"
-        ]
+        data = _get(
+            url, "/loki/api/v1/query_range", {"query": query, "limit": lines, "start": 0}, token
+        )["data"]
         _print_result(data)
         return
-    full = (
-        url.rstrip("/")
-        + "/api/logs/tail?"
-        + urllib.parse.urlencode({"query": query, "limit": lines})
-    )
-    if not full.startswith(("http://", "https://")):
-        raise BadInputError(f"--url must start with http:// or https://, got {url!r}")
+    req = _request(url, "/api/logs/tail", token, params={"query": query, "limit": lines})
     try:
-        with urllib.request.urlopen(full, timeout=3600) as resp:  # noqa: S310 - scheme checked
+        with urllib.request.urlopen(req, timeout=3600) as resp:  # noqa: S310 - scheme checked
             for raw in resp:
                 item = json.loads(raw)
                 label_text = ",".join(f"{k}={v}" for k, v in item["labels"].items())
                 click.echo(f"{item['ts']} {{{label_text}}} {item['line']}")
     except KeyboardInterrupt:
         return
+    except urllib.error.HTTPError as exc:
+        raise _http_error(exc, url) from None
     except OSError as exc:
         raise TargetError(str(exc), target=url) from exc
 
@@ -325,8 +364,9 @@ def tail(query: str, url: str, follow: bool, lines: int) -> None:
 @logs.command()
 @_data_dir
 @_url
+@_token
 @_json
-def stats(data_dir: Path | None, url: str | None, as_json: bool) -> None:
+def stats(data_dir: Path | None, url: str | None, token: str | None, as_json: bool) -> None:
     """Records, segments, bytes, streams, the latest signed checkpoint, damage found.
 
     \b
@@ -334,7 +374,7 @@ def stats(data_dir: Path | None, url: str | None, as_json: bool) -> None:
       gyro logs stats --json
     """
     if url:
-        data = _get(url, "/api/logs/stats", {})
+        data = _get(url, "/api/logs/stats", {}, token)
     else:
         store = _open(data_dir)
         cp = store.checkpoints.latest()
@@ -364,7 +404,10 @@ def stats(data_dir: Path | None, url: str | None, as_json: bool) -> None:
     default=None,
     help="Instead: prove the log of this many records is a prefix of the current one.",
 )
-def prove(seq: int, data_dir: Path | None, url: str | None, since_size: int | None) -> None:
+@_token
+def prove(
+    seq: int, data_dir: Path | None, url: str | None, since_size: int | None, token: str | None
+) -> None:
     """Print an inclusion proof for record SEQ (RFC 6962 JSON), anchored to a signed checkpoint.
 
     \b
@@ -374,9 +417,9 @@ def prove(seq: int, data_dir: Path | None, url: str | None, since_size: int | No
     """
     if url:
         doc = (
-            _get(url, "/api/logs/consistency", {"old": since_size})
+            _get(url, "/api/logs/consistency", {"old": since_size}, token)
             if since_size
-            else _get(url, "/api/logs/prove", {"seq": seq})
+            else _get(url, "/api/logs/prove", {"seq": seq}, token)
         )
     else:
         store = _open(data_dir)
@@ -450,8 +493,9 @@ def verify(
 
 @logs.command()
 @click.option("--url", default="http://127.0.0.1:3100", show_default=True, help="The log server.")
+@_token
 @_json
-def replicas(url: str, as_json: bool) -> None:
+def replicas(url: str, token: str | None, as_json: bool) -> None:
     """Check every JetStream replica against the Merkle log now (and repair a bad one).
 
     Exit status 1 when a replica was missing or damaging records.
@@ -460,17 +504,15 @@ def replicas(url: str, as_json: bool) -> None:
     Example:
       gyro logs replicas --url http://127.0.0.1:3100
     """
-    full = url.rstrip("/") + "/api/logs/replicas/check"
-    if not full.startswith(("http://", "https://")):
-        raise BadInputError(f"--url must start with http:// or https://, got {url!r}")
-    req = urllib.request.Request(full, data=b"", method="POST")  # noqa: S310 - scheme checked
+    req = _request(url, "/api/logs/replicas/check", token, post=True)
     try:
-        with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310
+        with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310 - scheme checked
             body = json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         if exc.code != 409:
-            raise TargetError(exc.read().decode(errors="replace").strip(), target=url) from exc
-        body = json.loads(exc.read())
+            raise _http_error(exc, url) from None
+        with exc:
+            body = json.loads(exc.read())
     except OSError as exc:
         raise TargetError(str(exc), target=url) from exc
     if as_json:

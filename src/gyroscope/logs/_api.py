@@ -14,6 +14,7 @@ import gzip
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,7 @@ __all__ = ["LogApi"]
 
 log = logging.getLogger(__name__)
 _HOUR = 3600 * 10**9
+_MAX_NS = 2**63  # timestamps are int64 nanoseconds
 
 
 def _param(req: Request, name: str, default: str = "") -> str:
@@ -53,14 +55,48 @@ def _int_param(req: Request, name: str, default: int) -> int:
 
 
 def _step_ns(raw: str, start: int, end: int) -> int:
+    """The query step in ns: seconds (``15``, ``0.5``) or a duration (``1m``); finite and > 0."""
     if not raw:
         return max((end - start) // 250, 10**9)
     try:
-        return int(float(raw) * 1e9)
+        seconds = float(raw)
     except ValueError:
         from gyroscope.logs._logql import parse_duration
 
-        return parse_duration(raw)
+        step = parse_duration(raw)
+    else:
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise BadInputError(f"step must be a positive number of seconds, got {raw!r}")
+        step = int(seconds * 1e9)
+    if step <= 0:
+        raise BadInputError(f"step must be at least 1ns, got {raw!r}")
+    return step
+
+
+def _check_time(name: str, value: int) -> int:
+    if not 0 <= value < _MAX_NS:
+        raise BadInputError(f"{name} is out of range (before 1970 or after 2262): {value}")
+    return value
+
+
+def _non_negative(req: Request, name: str, default: int) -> int:
+    value = _int_param(req, name, default)
+    if value < 0:
+        raise BadInputError(f"parameter {name} must be >= 0, got {value}")
+    return value
+
+
+def _bearer_ok(header: str, token: str) -> bool:
+    """Constant-time compare as bytes, so a non-ASCII header is a 401, not a TypeError.
+
+    The HTTP server decodes header bytes as latin-1; encoding back gives the bytes sent (a UTF-8
+    token arrives as its UTF-8 bytes and matches).
+    """
+    try:
+        sent = header.encode("latin-1")
+    except UnicodeEncodeError:
+        sent = header.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, f"Bearer {token}".encode("utf-8", "surrogateescape"))
 
 
 class LogApi:
@@ -92,9 +128,7 @@ class LogApi:
 
     async def __call__(self, req: Request) -> Response | StreamResponse | WebSocketResponse:
         token = self.server.config.token
-        if token and not hmac.compare_digest(
-            req.headers.get("authorization", ""), f"Bearer {token}"
-        ):
+        if token and not _bearer_ok(req.headers.get("authorization", ""), token.get_secret_value()):
             return Response.error(401, "missing or wrong bearer token")
         path = req.path.rstrip("/") or "/"
         handler = self.routes.get((req.method, path))
@@ -147,8 +181,13 @@ class LogApi:
     # -- query -----------------------------------------------------------------------------------
     def _range(self, req: Request) -> tuple[int, int]:
         now = time.time_ns()
-        end = parse_time(_param(req, "end") or None, where="end", default=now)
-        start = parse_time(_param(req, "start") or None, where="start", default=end - _HOUR)
+        end = _check_time("end", parse_time(_param(req, "end") or None, where="end", default=now))
+        raw_start = _param(req, "start") or None
+        start = _check_time(
+            "start", parse_time(raw_start, where="start", default=max(end - _HOUR, 0))
+        )
+        if end < start:
+            raise BadInputError("end is before start")
         return start, end
 
     async def _run(self, req: Request, start: int, end: int) -> Response:
@@ -161,7 +200,7 @@ class LogApi:
             )
             data: dict[str, Any] = {"resultType": "matrix", "result": result}
         else:
-            limit = _int_param(req, "limit", 100)
+            limit = _non_negative(req, "limit", 100)
             backward = _param(req, "direction", "backward").lower() != "forward"
             res = await asyncio.to_thread(
                 run_log_query,
@@ -183,7 +222,8 @@ class LogApi:
 
     async def query(self, req: Request) -> Response:
         t = parse_time(_param(req, "time") or None, where="time", default=time.time_ns())
-        return await self._run(req, t - _HOUR, t)
+        _check_time("time", t)
+        return await self._run(req, max(t - _HOUR, 0), t)
 
     def _streams(self, req: Request) -> list[dict[str, str]]:
         from gyroscope.logs._labels import parse_labels
@@ -208,6 +248,7 @@ class LogApi:
             raise QuerySyntaxError("tail takes a log query, not a metric query")
         now = time.time_ns()
         start = parse_time(_param(req, "start") or None, where="start", default=now - _HOUR)
+        _check_time("start", start)
         limit = _int_param(req, "limit", 100)
         delay = _int_param(req, "delay_for", 0)
         if not 0 <= delay <= 5:
@@ -226,7 +267,7 @@ class LogApi:
         if not isinstance(q, LogQuery):
             raise QuerySyntaxError("tail takes a log query, not a metric query")
         return StreamResponse(
-            self._tail(q, _int_param(req, "limit", 10)),
+            self._tail(q, _non_negative(req, "limit", 10)),
             headers=[("content-type", "application/x-ndjson")],
         )
 
@@ -245,11 +286,26 @@ class LogApi:
 
     # -- integrity, stats --------------------------------------------------------------------------
     async def prove(self, req: Request) -> Response:
-        seq = _int_param(req, "seq", -1)
+        raw = _param(req, "seq")
+        if not raw:
+            raise BadInputError("parameter seq is required: the record to prove, e.g. ?seq=42")
+        seq = _int_param(req, "seq", 0)
+        size = self.server.store.merkle.size
+        if not 0 <= seq < size:
+            raise BadInputError(
+                f"record {seq} does not exist (the log has {size} records, numbered from 0)"
+            )
         return Response.json(await asyncio.to_thread(inclusion_proof, self.server.store, seq))
 
     async def consistency(self, req: Request) -> Response:
         old, new = _int_param(req, "old", 0), _int_param(req, "new", 0)
+        size = self.server.store.merkle.size
+        if not 0 < old <= size:
+            raise BadInputError(f"parameter old must be 1..{size} (the log has {size} records)")
+        if new and not old <= new <= size:
+            raise BadInputError(
+                f"parameter new must be {old}..{size} (at least old={old}, at most the log size)"
+            )
         return Response.json(
             await asyncio.to_thread(consistency_proof, self.server.store, old, new or None)
         )

@@ -14,15 +14,17 @@ put on other storage); the private key lives beside it with mode 0600 and never 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gyroscope.core import atomic_write
 from gyroscope.logs._errors import LogStoreError
 
 __all__ = ["ORIGIN", "Checkpoint", "CheckpointLog", "Seal"]
@@ -160,25 +162,15 @@ class CheckpointLog:
         if not self.key_path.exists():
             if not create:
                 raise LogStoreError(f"{self.key_path}: no checkpoint key")
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-            fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-                fh.flush()
-                os.fsync(fh.fileno())
-        loaded = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise LogStoreError(f"{self.key_path}: not an Ed25519 private key")
+            _create_key(self.key_path)
+        loaded = _load_key(self.key_path)
         self._key = loaded
         self.public = loaded.public_key()
         pub = self.directory / "checkpoint.pub"
-        if not pub.exists() and create:  # the part to hand to auditors, next to the private key
-            pub.write_text(self.public_pem())
+        # The part to hand to auditors, next to the private key; an empty or torn copy (a crash
+        # while an older version wrote it in place) is written again from the private key.
+        if create and not _valid_public(pub):
+            atomic_write(pub, self.public_pem().encode())
 
     def public_pem(self) -> str:
         assert self.public is not None
@@ -222,3 +214,59 @@ class CheckpointLog:
     def latest(self) -> Checkpoint | None:
         cps = self.all()
         return cps[-1] if cps else None
+
+
+def _create_key(path: Path) -> None:
+    """A new Ed25519 key, written whole or not at all: temp file (0600), fsync, link, dir fsync.
+
+    ``os.link`` fails when the key exists, so two processes starting at once keep one key.
+    """
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _load_key(path: Path) -> Ed25519PrivateKey:
+    """The private key, or one line naming the file and what to do."""
+    try:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LogStoreError(
+            f"{path}: the checkpoint signing key is damaged or not a PEM private key ({reason}); "
+            "restore it from a backup, or move it away to start a new key (checkpoints signed "
+            "with the old key then verify only with its checkpoint.pub)"
+        ) from None
+    except OSError as exc:
+        raise LogStoreError(f"{path}: cannot read the checkpoint signing key: {exc}") from None
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise LogStoreError(
+            f"{path}: not an Ed25519 private key; restore the original key or move this file away"
+        )
+    return loaded
+
+
+def _valid_public(path: Path) -> bool:
+    try:
+        serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError, UnsupportedAlgorithm):
+        return False
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import field_validator, model_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from gyroscope.core import ServiceSpec, StrictModel, is_loopback, parse_host_port
 
@@ -120,7 +120,7 @@ class LogsConfig(StrictModel):
     listen: str = "127.0.0.1:3100"
     syslog_udp: str | None = None
     syslog_tcp: str | None = None
-    token: str | None = None
+    token: SecretStr | None = None
     segment_mb: int = 16
     checkpoint_every: int = 100_000
     checkpoint_seconds: float = 10.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gyroscope.logs._errors import BadInputError
 from gyroscope.logs._labels import parse_labels
 from gyroscope.logs._logql import (
     FieldFilter,
@@ -25,7 +26,16 @@ from gyroscope.logs._logql import (
 )
 from gyroscope.logs._store import LogStore
 
-__all__ = ["LogLine", "QueryResult", "run_log_query", "run_metric_query", "stream_matcher"]
+__all__ = [
+    "MAX_POINTS",
+    "LogLine",
+    "QueryResult",
+    "run_log_query",
+    "run_metric_query",
+    "stream_matcher",
+]
+
+MAX_POINTS = 11_000  # steps per series of a metric query, as Prometheus and Loki allow
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +198,21 @@ def run_log_query(
 def run_metric_query(
     store: LogStore, q: MetricQuery, *, start_ns: int, end_ns: int, step_ns: int
 ) -> list[dict[str, object]]:
-    """Loki's ``matrix`` result: one series per label set, a value per step."""
-    step_ns = max(step_ns, 1)
+    """Loki's ``matrix`` result: one series per label set, a value per step.
+
+    A step <= 0 or more than ``MAX_POINTS`` steps is a ``BadInputError`` (the steps array is
+    allocated up front: a 1 ns step over an hour would be 26 TiB).
+    """
+    if step_ns <= 0:
+        raise BadInputError(f"step must be positive, got {step_ns}ns")
+    if end_ns < start_ns:
+        raise BadInputError("end is before start")
+    points = (end_ns - start_ns) // step_ns + 1
+    if points > MAX_POINTS:
+        raise BadInputError(
+            f"too many points, raise step: {points} steps of {step_ns / 1e9:g}s between start "
+            f"and end, at most {MAX_POINTS:,} are allowed"
+        )
     by_group: dict[tuple[tuple[str, str], ...], list[int]] = {}
     for item in matching(store, q.inner, start_ns - q.range_ns, end_ns + 1, False):
         labels = item.labels

@@ -80,6 +80,7 @@ class Shipper:
         self.timeout = timeout
         self.sent_lines = 0
         self.duplicates = 0
+        self._waiting = False  # warned that the file does not exist yet
 
     def load_state(self) -> ShipState | None:
         try:
@@ -111,6 +112,11 @@ class Shipper:
     def run(self, *, follow: bool, poll: float = 0.5, max_seconds: float | None = None) -> int:
         """Ship until the file is drained (``follow=False``) or forever / ``max_seconds``."""
         deadline = time.monotonic() + max_seconds if max_seconds else None
+        if not follow and not self.path.exists():
+            raise BadInputError(
+                f"{self.path}: no such file (check the path; without --once the shipper waits "
+                "for it to appear)"
+            )
         while True:
             moved = self.ship_available()
             if not follow and not moved:
@@ -125,7 +131,15 @@ class Shipper:
         try:
             fh = open(self.path, "rb")  # noqa: SIM115 - kept open across the batches below
         except FileNotFoundError:
+            if not self._waiting:  # one line, not one per poll
+                log.warning("%s does not exist yet; waiting for it to appear", self.path)
+                self._waiting = True
             return False
+        except IsADirectoryError:
+            raise BadInputError(
+                f"{self.path} is a directory: ship a log file (one gyro logs ship per file)"
+            ) from None
+        self._waiting = False
         with fh:
             st = os.fstat(fh.fileno())
             state = self.load_state()
@@ -194,10 +208,15 @@ class Shipper:
                 self.duplicates += bool(answer.get("duplicate"))
                 return
             except urllib.error.HTTPError as exc:
+                with exc:  # closes the connection under the error
+                    text = exc.read().decode(errors="replace")
+                if exc.code in (401, 403):  # retrying cannot fix a missing or wrong token
+                    raise LogStoreError(
+                        f"{self.url}: the server refused the bearer token (HTTP {exc.code}); "
+                        "pass --token or set GYRO_LOGS_TOKEN"
+                    ) from None
                 if exc.code == 400:
-                    raise BadInputError(
-                        exc.read().decode(errors="replace"), where=str(self.path)
-                    ) from exc
+                    raise BadInputError(text, where=str(self.path)) from exc
                 reason = f"HTTP {exc.code}"
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = str(exc)

@@ -119,7 +119,14 @@ class LogStore:
 
     # -- open / recover ------------------------------------------------------------------------
     def open(self, *, readonly: bool = False) -> LogStore:
-        """Open (and, unless ``readonly``, recover) the store."""
+        """Open (and, unless ``readonly``, recover) the store; a failure releases what it took."""
+        try:
+            return self._open(readonly)
+        except BaseException:
+            self.close()  # the write lock above all: the caller may fix the cause and retry
+            raise
+
+    def _open(self, readonly: bool) -> LogStore:
         self.readonly = readonly
         self.seg_dir.mkdir(parents=True, exist_ok=True)
         if not readonly:
@@ -155,6 +162,7 @@ class LogStore:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(self._lock_fd)
+            self._lock_fd = -1
             raise StoreLockedError(
                 f"{self.path}: the log store is open for writing in another process "
                 "(stop it, or use its HTTP API)"
