@@ -129,7 +129,7 @@ async def test_refuse_connections_then_listen_again(server: DemoServer) -> None:
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient(base_url=server.url, timeout=5) as fresh:
             await fresh.get("/health")
-    writer.write(b"DELETE /admin/faults HTTP/1.1\r\nhost: x\r\n\r\n")
+    writer.write(b"DELETE /admin/faults HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 200")
     writer.close()

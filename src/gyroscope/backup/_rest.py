@@ -108,7 +108,12 @@ class RepoServer(Service):
             "DELETE": self._delete,
         }
         self._http = HttpServer(
-            self.handle, host=host, port=port, name=self.name, max_body_bytes=MAX_OBJECT_BYTES
+            self.handle,
+            host=host,
+            port=port,
+            name=self.name,
+            max_body_bytes=MAX_OBJECT_BYTES,
+            check_host=True,
         )
 
     @property

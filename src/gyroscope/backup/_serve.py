@@ -36,7 +36,7 @@ def serve_alone(config: BackupConfig, listen: str) -> None:
         return Response(b"not found\n", status=404)
 
     async def main() -> None:
-        server = HttpServer(handler, host=host, port=port, name="backup")
+        server = HttpServer(handler, host=host, port=port, name="backup", check_host=True)
         await server.start()
         try:
             await run_alone(scheduler)

@@ -205,7 +205,11 @@ class FaultProxy(Service):
 
             host, port = self._control_addr
             self._control = HttpServer(
-                control_handler(self), host=host, port=port, name=f"{self.name}-control"
+                control_handler(self),
+                host=host,
+                port=port,
+                name=f"{self.name}-control",
+                check_host=True,
             )
             try:
                 await self._control.start()

@@ -1,5 +1,6 @@
 """The shared kernel: config loading, Service lifecycle, clock, data dir, HTTP, metrics."""
 
+from gyroscope.core._browser import origin_problem
 from gyroscope.core._client import JsonCallError, call_json
 from gyroscope.core._clock import Clock, MonotonicClock
 from gyroscope.core._config import (
@@ -54,6 +55,7 @@ __all__ = [
     "is_loopback",
     "load_config",
     "metrics_response",
+    "origin_problem",
     "parse_host_port",
     "read_yaml",
     "require_token_when_exposed",

@@ -25,6 +25,8 @@ from typing import cast
 
 import httptools
 
+from gyroscope.core._browser import origin_problem
+from gyroscope.core._config import is_loopback
 from gyroscope.core._messages import (
     REASONS,
     Handler,
@@ -266,6 +268,11 @@ class Connection(asyncio.Protocol):
 
     async def _respond(self, request: Request, keep_alive: bool) -> bool:
         """Answer one request; returns whether the connection stays open."""
+        refused = origin_problem(request.headers, check_host=self._server.check_host)
+        if refused is not None:
+            log.warning("%s: %s %s: %s", self._server.name, request.method, request.path, refused)
+            self._reject(403, refused)
+            return False
         if is_websocket(request.headers):
             problem = handshake_problem(request.method, request.headers)
             if problem is not None:
@@ -448,7 +455,15 @@ async def _aclose(chunks: AsyncIterator[bytes]) -> None:
 
 
 class HttpServer:
-    """Serve ``handler`` on ``host:port`` (port 0 picks a free one; read ``.port`` after start)."""
+    (
+        """Serve ``handler`` on ``host:port`` (port 0 picks a free one; read ``.port`` after start).
+
+    Requests a web page of another site sends (an ``Origin`` that is not this server) are refused
+    with 403; with ``check_host`` a server bound to loopback also refuses non-loopback ``Host``
+    names (DNS rebinding). See ``_browser``.
+    """
+        ""
+    )
 
     def __init__(
         self,
@@ -461,9 +476,12 @@ class HttpServer:
         max_body_bytes: int = 16 * 1024 * 1024,
         keepalive_timeout: float = 75.0,
         backlog: int = 2048,
+        check_host: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
+        # Control APIs ask for it: on loopback, refuse Host names a DNS-rebinding page would send.
+        self.check_host = check_host and is_loopback(host)
         self.port = port
         self.name = name
         self.max_header_bytes = max_header_bytes

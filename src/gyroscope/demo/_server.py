@@ -28,7 +28,9 @@ from gyroscope.core import (
     Response,
     Service,
     StreamResponse,
+    is_loopback,
     metrics_response,
+    origin_problem,
     parse_host_port,
 )
 from gyroscope.demo._api import ApiError, Kind
@@ -62,6 +64,7 @@ class DemoServer(Service):
         self.config = config
         host, port = parse_host_port(config.listen)
         self._http = HttpServer(self._handle, host=host, port=port, name=self.name)
+        self._admin_checks_host = is_loopback(host)  # see _admin
         self._faults = config.faults
         timing = Timing(
             step_ms=config.step_ms,
@@ -240,6 +243,11 @@ class DemoServer(Service):
         return hmac.compare_digest(given, f"Bearer {token.get_secret_value()}".encode())
 
     async def _admin(self, request: Request) -> Response:
+        # Without a token, still refuse a DNS-rebinding page (the model API itself takes any Host,
+        # since a gateway in front forwards its clients' names).
+        refused = origin_problem(request.headers, check_host=self._admin_checks_host)
+        if refused is not None:
+            return _error(ApiError(403, refused))
         if not self._authorized(request):
             return _error(ApiError(401, "missing or wrong admin token (Authorization: Bearer)"))
         if request.path != "/admin/faults":

@@ -42,7 +42,7 @@ from gyroscope.gateway._errors import AdminApiError, UnknownBackendError
 if TYPE_CHECKING:
     from gyroscope.gateway._gateway import Gateway
 
-__all__ = ["AdminApi", "call_admin"]
+__all__ = ["AdminApi", "admin_token_bytes", "call_admin"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,13 @@ class AdminApi:
     def __init__(self, gateway: Gateway, listen: str, token: SecretStr | None) -> None:
         host, port = _hp(listen)
         self.gateway = gateway
-        self.token = token.get_secret_value().encode() if token is not None else None
+        self.token = admin_token_bytes(token)
         self.config_path: Path | None = None
         self.reloader: Callable[[], Awaitable[None]] | None = None
         self.peers: list[str] = []  # other workers' admin URLs: changes are forwarded to them
-        self.server = HttpServer(self.handle, host=host, port=port, name=f"{gateway.name}-admin")
+        self.server = HttpServer(
+            self.handle, host=host, port=port, name=f"{gateway.name}-admin", check_host=True
+        )
 
     @property
     def port(self) -> int:
@@ -207,3 +209,9 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     return data
+
+
+def admin_token_bytes(token: SecretStr | None) -> bytes | None:
+    """The bearer token to require; an empty one (an unset ``${VAR:-}``) is none."""
+    value = token.get_secret_value() if token is not None else ""
+    return value.encode() if value else None

@@ -14,7 +14,12 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gyroscope.core import ServiceSpec, StrictModel, is_loopback, parse_host_port
+from gyroscope.core import (
+    ServiceSpec,
+    StrictModel,
+    parse_host_port,
+    require_token_when_exposed,
+)
 
 __all__ = [
     "BackendConfig",
@@ -237,12 +242,9 @@ class GatewayConfig(StrictModel):
         routes = [r.name for r in self.routes]
         if len(set(routes)) != len(routes):
             raise ValueError("route names must be unique")
-        if self.admin is not None:
-            host, _ = parse_host_port(self.admin)
-            if not is_loopback(host) and self.admin_token is None:
-                raise ValueError(
-                    f"admin API on {host} (not loopback) needs admin_token, e.g. ${{GYRO_TOKEN}}"
-                )
+        token = self.admin_token.get_secret_value() if self.admin_token is not None else None
+        # an empty value (``${GYRO_TOKEN:-}`` unset) is no token
+        require_token_when_exposed(self.admin, token, what="admin API", key="admin_token")
         return self
 
 

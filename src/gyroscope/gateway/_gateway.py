@@ -415,6 +415,10 @@ class Gateway(Service):
             else:
                 self.add_backend(b)
         self.config = config.model_copy(update={"listen": self.config.listen})
+        if self.admin is not None:
+            from gyroscope.gateway._admin import admin_token_bytes
+
+            self.admin.token = admin_token_bytes(config.admin_token)  # a rotated token applies now
         self.timeouts, self.limits = config.timeouts, config.limits
         self.outlier = self._make_outlier(config)
         self._apply_routes(config.routes)

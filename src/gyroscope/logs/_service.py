@@ -85,7 +85,7 @@ class LogServer(Service):
         self.metrics = LogMetrics()
         self.api = LogApi(self)
         host, port = parse_host_port(config.listen)
-        self.http = HttpServer(self.api, host=host, port=port, name=name)
+        self.http = HttpServer(self.api, host=host, port=port, name=name, check_host=True)
         self.committer: GroupCommitter | None = None
         self.new_data = asyncio.Event()
         self.last_verify: VerifyReport | None = None

@@ -156,7 +156,9 @@ class MonitorService(Service):
             for addr in sc.targets
         ]
         host, port = parse_host_port(cfg.listen)
-        self.http = HttpServer(MonitorApi(self).handle, host=host, port=port, name=self.name)
+        self.http = HttpServer(
+            MonitorApi(self).handle, host=host, port=port, name=self.name, check_host=True
+        )
         try:
             await self.http.start()
         except BaseException:

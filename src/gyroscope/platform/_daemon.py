@@ -113,7 +113,9 @@ class Daemon:
             await self._apply(self._build(self.config, self.data_dir))
             self._connect_log_store()
             host, port = parse_host_port(self.config.platform.listen)
-            self._api = HttpServer(platform_handler(self), host=host, port=port, name="platform")
+            self._api = HttpServer(
+                platform_handler(self), host=host, port=port, name="platform", check_host=True
+            )
             await self._api.start()
         except BaseException:
             await self.stop()
