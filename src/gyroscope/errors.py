@@ -8,6 +8,7 @@ say whether trying again can help (``retryable``)::
      ├── ConfigError                  bad configuration: file, key path, what was expected
      ├── DataDirError                 the data directory is unusable
      │    └── DataDirLockedError      another daemon holds it
+     ├── FileWriteError               a file could not be written (also an OSError)
      ├── ServiceError                 a service failed to start, stop or reload
      │    └── AddressInUseError       a listener's address is taken
      ├── TargetError                  a remote endpoint is unreachable or answered garbage
@@ -42,6 +43,7 @@ __all__ = [
     "DataDirError",
     "DataDirLockedError",
     "DemoError",
+    "FileWriteError",
     "GatewayError",
     "GyroscopeError",
     "LockError",
@@ -90,6 +92,27 @@ class DataDirError(GyroscopeError):
     def __init__(self, message: str, *, path: str | Path):
         self.path = str(path)
         super().__init__(f"{self.path}: {message}")
+
+
+class FileWriteError(GyroscopeError, OSError):
+    """A file could not be written: its directory is missing, the disk is full, no permission.
+
+    Also an ``OSError`` with the original ``errno``, so code that handles a full disk still does.
+
+    >>> str(FileWriteError("out/r.json", FileNotFoundError(2, "No such file or directory")))
+    'out/r.json: cannot write: directory out does not exist (create it or choose another path)'
+    """
+
+    def __init__(self, path: str | Path, cause: OSError):
+        self.path = str(path)
+        reason = cause.strerror or str(cause)
+        if isinstance(cause, FileNotFoundError):
+            parent = Path(self.path).parent
+            reason = f"directory {parent} does not exist (create it or choose another path)"
+        OSError.__init__(self, cause.errno, f"{self.path}: cannot write: {reason}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class DataDirLockedError(DataDirError):

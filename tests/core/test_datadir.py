@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gyroscope.core import DataDir, atomic_write
-from gyroscope.errors import DataDirError, DataDirLockedError
+from gyroscope.errors import DataDirError, DataDirLockedError, FileWriteError
 
 
 def test_second_holder_is_refused_with_pid(tmp_path: Path) -> None:
@@ -51,3 +51,34 @@ def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:
     atomic_write(target, b"new contents")
     assert target.read_bytes() == b"new contents"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+
+def test_atomic_write_does_not_follow_a_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    target = tmp_path / "report.json"
+    # Whatever temporary name a writer might use next to the target, a planted link is not used.
+    for suffix in (str(os.getpid()), *map(str, range(64))):
+        (tmp_path / f".report.json.tmp-{suffix}").symlink_to(victim)
+    atomic_write(target, b"{}")
+    assert target.read_bytes() == b"{}"
+    assert victim.read_text() == "precious"
+    assert not target.is_symlink()
+
+
+def test_atomic_write_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
+    target = tmp_path / "state"
+    target.write_text("old")
+    target.chmod(0o640)
+    atomic_write(target, b"new")
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_atomic_write_into_a_missing_directory_is_one_clear_error(tmp_path: Path) -> None:
+    target = tmp_path / "nodir" / "r.json"
+    with pytest.raises(FileWriteError, match="nodir does not exist") as caught:
+        atomic_write(target, b"{}")
+    assert isinstance(caught.value, OSError)  # callers handling OSError still do
+    assert "\n" not in str(caught.value)
+    assert not target.parent.exists()
