@@ -17,6 +17,7 @@ from gyroscope.lock._election import Election
 from gyroscope.lock._errors import (
     LeaseLostError,
     LockBackendError,
+    LockDatabaseMissingError,
     LockError,
     LockNotHeldError,
     LockTimeout,
@@ -42,6 +43,7 @@ __all__ = [
     "Lock",
     "LockBackend",
     "LockBackendError",
+    "LockDatabaseMissingError",
     "LockError",
     "LockInfo",
     "LockMetrics",

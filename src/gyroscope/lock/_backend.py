@@ -17,10 +17,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from gyroscope.core import Health
 from gyroscope.errors import ConfigError
+from gyroscope.lock._url import check_backend_url, redact_url, scrub
 
 __all__ = [
     "BACKENDS",
@@ -138,11 +138,13 @@ def open_backend(url: str, **options: Any) -> LockBackend:
     >>> open_backend("sqlite:///tmp/locks.db").scheme
     'sqlite'
     """
-    scheme = urlsplit(url).scheme
+    scheme = check_backend_url(url)
     target = BACKENDS.get(scheme)
     if target is None:
         known = ", ".join(f"{s}://" for s in BACKENDS)
-        raise ConfigError(f"unknown lock backend {url!r}; expected one of {known}", key="backend")
+        raise ConfigError(
+            f"unknown lock backend {redact_url(url)!r}; expected one of {known}", key="backend"
+        )
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -152,5 +154,8 @@ def open_backend(url: str, **options: Any) -> LockBackend:
             f"install it with: pip install 'gyroscope[{scheme}]'",
             key="backend",
         ) from exc
-    backend: LockBackend = getattr(module, attr).from_url(url, **options)
+    try:
+        backend: LockBackend = getattr(module, attr).from_url(url, **options)
+    except ValueError as exc:  # the driver's own URL parsing (e.g. redis ?socket_timeout=abc)
+        raise ConfigError(f"{redact_url(url)}: {scrub(str(exc), url)}", key="backend") from None
     return backend

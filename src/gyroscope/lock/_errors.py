@@ -3,6 +3,7 @@
 LockError
  ├── LockBackendError      the engine failed or is unreachable (retryable); driver errors map here
  │    └── UnsafeBackendError  the engine's configuration cannot keep a lock through a crash
+ ├── LockDatabaseMissingError  a read-only look at a lock database file that does not exist
  ├── LockTimeout           acquire(timeout=...) gave up waiting
  ├── LockNotHeldError      release()/extend() of a lock this holder does not hold (any more)
  │    └── LeaseLostError   the lease expired or was taken while we believed we held it
@@ -16,6 +17,7 @@ from gyroscope.errors import LockError
 __all__ = [
     "LeaseLostError",
     "LockBackendError",
+    "LockDatabaseMissingError",
     "LockError",
     "LockNotHeldError",
     "LockTimeout",
@@ -34,6 +36,15 @@ class LockBackendError(_NamedLockError):
     """The lock engine failed, timed out or is unreachable; the same call may work later."""
 
     retryable = True
+
+
+class LockDatabaseMissingError(LockError):
+    """``status``/``list`` of a SQLite lock file that does not exist: a wrong path, most likely.
+
+    Only acquiring creates the database; nobody can hold a lock in a file that is not there.
+    """
+
+    exit_code = 2
 
 
 class UnsafeBackendError(LockBackendError):

@@ -21,6 +21,7 @@ from gyroscope.lock._backend import Grant, LockBackend, open_backend
 from gyroscope.lock._errors import (
     LeaseLostError,
     LockBackendError,
+    LockDatabaseMissingError,
     LockError,
     LockNotHeldError,
     LockTimeout,
@@ -406,7 +407,10 @@ class Lock:
 
     async def owner(self) -> str | None:
         """Who holds the lock now according to the engine (any holder), or None."""
-        info = await self._bounded(self.backend.inspect(self.name))
+        try:
+            info = await self._bounded(self.backend.inspect(self.name))
+        except LockDatabaseMissingError:
+            return None  # no database yet: nobody can hold the lock
         return info.owner if info is not None else None
 
     async def locked(self) -> bool:

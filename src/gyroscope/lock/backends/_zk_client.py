@@ -28,6 +28,7 @@ class ZooKeeperClient:
     """State and plumbing shared by the lock engine and its read-write/semaphore mixin."""
 
     hosts: str
+    shown: str  # hosts for messages: no user:password
     session_timeout: float | None
     _connect_timeout: float
     _client: KazooClient | None
@@ -65,7 +66,7 @@ class ZooKeeperClient:
                     await asyncio.to_thread(client.start, self._connect_timeout)
                 except _DRIVER_ERRORS as exc:
                     await asyncio.to_thread(client.close)
-                    raise LockBackendError(f"zookeeper {self.hosts}: {exc}") from exc
+                    raise LockBackendError(f"zookeeper {self.shown}: {exc}") from exc
                 self._client = client
         return self._client
 
@@ -75,14 +76,14 @@ class ZooKeeperClient:
             return
         if state == KazooState.LOST:
             log.warning(
-                "zookeeper %s: session expired; every lock of this session is lost", self.hosts
+                "zookeeper %s: session expired; every lock of this session is lost", self.shown
             )
             self._holds = {}
             self._shared_nodes = {}
         elif state == KazooState.SUSPENDED:
             log.warning(
                 "zookeeper %s: connection suspended; locks are uncertain until it is back",
-                self.hosts,
+                self.shown,
             )
 
     def _ttl(self) -> float:
@@ -107,13 +108,13 @@ class ZooKeeperClient:
         try:
             fut = to_future(start())
         except _DRIVER_ERRORS as exc:
-            raise LockBackendError(f"zookeeper {self.hosts}: {what}: {exc!r}") from exc
+            raise LockBackendError(f"zookeeper {self.shown}: {what}: {exc!r}") from exc
         try:
             return await fut
         except (NoNodeError, NodeExistsError):
             raise
         except _DRIVER_ERRORS as exc:
-            raise LockBackendError(f"zookeeper {self.hosts}: {what}: {exc!r}") from exc
+            raise LockBackendError(f"zookeeper {self.shown}: {what}: {exc!r}") from exc
 
     async def _session_marker(self) -> str:
         """This session's marker node, made once per session (see the module docstring)."""
@@ -123,14 +124,14 @@ class ZooKeeperClient:
         path = f"{SESSIONS}/{uuid.uuid4().hex}"
         await self._call("create", path, b"", None, True, False, True)
         if self._session() != session:  # the session changed under us: its marker is moot
-            raise LockBackendError(f"zookeeper {self.hosts}: session changed; retrying")
+            raise LockBackendError(f"zookeeper {self.shown}: session changed; retrying")
         self._marker = (session or 0, path)
         return path
 
     async def _require_connected(self, name: str) -> None:
         client = await self._zk()
         if client.state != KazooState.CONNECTED:
-            raise LockBackendError(f"zookeeper {self.hosts}: connection suspended", lock_name=name)
+            raise LockBackendError(f"zookeeper {self.shown}: connection suspended", lock_name=name)
 
     async def health(self) -> Health:
         try:
@@ -142,7 +143,7 @@ class ZooKeeperClient:
         return Health(
             name="lock:zookeeper",
             status="ok",
-            detail=f"{self.hosts}, session timeout {self._ttl():.1f}s",
+            detail=f"{self.shown}, session timeout {self._ttl():.1f}s",
         )
 
     async def aclose(self) -> None:

@@ -38,6 +38,7 @@ from gyroscope.core import Health
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError
 from gyroscope.lock._policy import shared_admits
+from gyroscope.lock._url import redact_url, scrub
 
 __all__ = ["EtcdBackend"]
 
@@ -119,6 +120,7 @@ class EtcdBackend:
 
     def __init__(self, endpoints: list[str], *, op_timeout: float = 5.0) -> None:
         self.endpoints = [e if "://" in e else f"http://{e}" for e in endpoints]
+        self._shown = [redact_url(e) for e in self.endpoints]  # for messages: no user:password
         self._current = 0
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(op_timeout, connect=2.0))
         self._sessions: dict[int, _Session] = {}
@@ -128,7 +130,7 @@ class EtcdBackend:
     def from_url(cls, url: str, **options: Any) -> EtcdBackend:
         hosts = [h for h in url.removeprefix("etcd://").strip("/").split(",") if h]
         if not hosts:
-            raise LockBackendError(f"{url!r}: expected etcd://host:port[,host:port...]")
+            raise LockBackendError(f"{redact_url(url)!r}: expected etcd://host:port[,host:port...]")
         return cls(hosts, **options)
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -137,7 +139,7 @@ class EtcdBackend:
         """POST to one member; on a connection failure try the next (a dead member or leader)."""
         last: Exception | None = None
         for _ in range(len(self.endpoints)):
-            base = self.endpoints[self._current]
+            base, shown = self.endpoints[self._current], self._shown[self._current]
             try:
                 resp = await self._client.post(f"{base}{path}", json=body)
             except httpx.TransportError as exc:
@@ -149,9 +151,16 @@ class EtcdBackend:
                 message = str(data.get("error") or data.get("message") or resp.text)
                 if "lease not found" in message:
                     raise _LeaseGone(message)
-                raise LockBackendError(f"etcd {base}{path}: {message}")
+                raise LockBackendError(f"etcd {shown}{path}: {scrub(message, base)}")
             return data
-        raise LockBackendError(f"etcd {', '.join(self.endpoints)}: unreachable ({last})") from last
+        raise LockBackendError(
+            f"etcd {', '.join(self._shown)}: unreachable ({self._scrub(str(last))})"
+        ) from last
+
+    def _scrub(self, text: str) -> str:
+        for endpoint in self.endpoints:
+            text = scrub(text, endpoint)
+        return text
 
     async def _session(self, ttl: float) -> _Session:
         seconds = max(1, math.ceil(ttl))
@@ -400,7 +409,7 @@ class EtcdBackend:
         return held
 
     async def _watch_one(self, request: dict[str, Any]) -> None:
-        base = self.endpoints[self._current]
+        base, shown = self.endpoints[self._current], self._shown[self._current]
         try:
             async with self._client.stream(
                 "POST", f"{base}/v3/watch", json=request, timeout=httpx.Timeout(None, connect=2.0)
@@ -410,7 +419,7 @@ class EtcdBackend:
                         return
         except httpx.HTTPError as exc:
             self._current = (self._current + 1) % len(self.endpoints)
-            raise LockBackendError(f"etcd {base}: watch: {exc}") from exc
+            raise LockBackendError(f"etcd {shown}: watch: {scrub(str(exc), base)}") from exc
 
     async def _holders(self, prefix: str) -> list[dict[str, Any]]:
         data = await self._post(

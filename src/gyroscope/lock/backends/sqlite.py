@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from gyroscope.core import Health
 from gyroscope.lock._backend import Busy, Grant, LockInfo
-from gyroscope.lock._errors import LockBackendError
+from gyroscope.lock._errors import LockBackendError, LockDatabaseMissingError
 
 __all__ = ["SqliteBackend"]
 
@@ -90,8 +90,13 @@ class SqliteBackend:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, create: bool) -> sqlite3.Connection:
         if self._conn is None:
+            if not create and not self.path.exists():  # looking must not create a database
+                raise LockDatabaseMissingError(
+                    f"sqlite {self.path}: no lock database here (nothing was ever locked with "
+                    "this backend); check the path, or acquire a lock first to create it"
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -100,9 +105,9 @@ class SqliteBackend:
             self._conn = conn
         return self._conn
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, create: bool = True) -> T:
         def in_thread() -> T:
-            conn = self._connect()
+            conn = self._connect(create)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -236,7 +241,7 @@ class SqliteBackend:
                 for r in rows
             ]
 
-        return await self._run(op)
+        return await self._run(op, create=False)
 
     async def force_release(self, name: str) -> LockInfo | None:
         info = await self.inspect(name)
@@ -249,7 +254,13 @@ class SqliteBackend:
 
     async def health(self) -> Health:
         try:
-            mode = await self._run(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0])
+            mode = await self._run(
+                lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0], create=False
+            )
+        except LockDatabaseMissingError:
+            return Health(
+                name="lock:sqlite", status="ok", detail=f"{self.path} (created on first acquire)"
+            )
         except LockBackendError as exc:
             return Health(name="lock:sqlite", status="down", detail=str(exc))
         return Health(name="lock:sqlite", status="ok", detail=f"{self.path} (journal {mode})")

@@ -79,6 +79,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError
+from gyroscope.lock._url import redact_url
 from gyroscope.lock.backends._zk_client import SESSIONS, ZooKeeperClient
 from gyroscope.lock.backends._zk_shared import ZooKeeperShared
 
@@ -126,6 +127,7 @@ class ZooKeeperBackend(ZooKeeperShared, ZooKeeperClient):
         self, hosts: str, *, session_timeout: float | None = None, connect_timeout: float = 15.0
     ) -> None:
         self.hosts = hosts
+        self.shown = redact_url(hosts)
         self.session_timeout = session_timeout
         self._connect_timeout = connect_timeout
         self._client: KazooClient | None = None
@@ -142,7 +144,9 @@ class ZooKeeperBackend(ZooKeeperShared, ZooKeeperClient):
     def from_url(cls, url: str, **options: Any) -> ZooKeeperBackend:
         hosts = url.removeprefix("zookeeper://").strip("/")
         if not hosts:
-            raise LockBackendError(f"{url!r}: expected zookeeper://host:port[,host:port...]")
+            raise LockBackendError(
+                f"{redact_url(url)!r}: expected zookeeper://host:port[,host:port...]"
+            )
         return cls(hosts, **options)
 
     async def _children(self, name: str) -> list[str]:
@@ -230,7 +234,7 @@ class ZooKeeperBackend(ZooKeeperShared, ZooKeeperClient):
         mine = hold.queue.rsplit("/", 1)[1]
         if mine not in children:  # our session expired between the calls
             self._holds.pop((name, owner), None)
-            raise LockBackendError(f"zookeeper {self.hosts}: our queue node vanished; retrying")
+            raise LockBackendError(f"zookeeper {self.shown}: our queue node vanished; retrying")
         index = children.index(mine)
         if index == 0:
             hold.watch = None
