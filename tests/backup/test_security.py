@@ -270,3 +270,51 @@ def test_postgres_key_value_dsn_with_password_dumps_for_real(
     out = tmp_path / "out"
     assert restore(repo, snap, out).errors == []
     assert (out / "@postgres" / "kv.dump").read_bytes()[:5] == b"PGDMP"
+
+
+# --- gyro backup serve: a token off loopback --------------------------------------------------
+
+
+def test_serve_refuses_exposed_listen_without_token_and_bad_listen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gyroscope.backup._serve import TOKEN_ENV, check_listen, read_token
+    from gyroscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--listen: .*needs a token.*--token-file") as caught:
+        check_listen("0.0.0.0:9464", None)
+    assert caught.value.exit_code == 2
+    with pytest.raises(ConfigError, match="needs a token"):
+        check_listen("[::]:9464", "")
+    assert check_listen("0.0.0.0:9464", "t0ken") == ("0.0.0.0", 9464)
+    assert check_listen("127.0.0.1:9464", None) == ("127.0.0.1", 9464)
+    with pytest.raises(ConfigError, match="--listen: expected host:port, got 'bogus'"):
+        check_listen("bogus", None)
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert read_token(None) is None
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    assert read_token(None) == "from-env"
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert read_token(token_file) == "from-file"
+    token_file.write_text("\n")
+    with pytest.raises(ConfigError, match="token file is empty"):
+        read_token(token_file)
+    with pytest.raises(ConfigError, match="cannot read the token file"):
+        read_token(tmp_path / "missing")
+
+
+def test_bearer_check_is_exact() -> None:
+    from types import SimpleNamespace
+
+    from gyroscope.backup._serve import authorized
+
+    def req(value: str | None) -> Any:
+        return SimpleNamespace(headers={} if value is None else {"authorization": value})
+
+    token = b"t0ken"
+    assert authorized(req("Bearer t0ken"), token)
+    assert authorized(req("bearer t0ken"), token)
+    for wrong in (None, "", "Bearer", "Bearer t0ke", "Bearer t0ken2", "Basic t0ken", "t0ken"):
+        assert not authorized(req(wrong), token), wrong
+    assert not authorized(req("Bearer t\udcff0ken"), token)  # undecodable bytes: a 401, no crash
