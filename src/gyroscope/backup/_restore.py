@@ -149,8 +149,8 @@ class _Target:
             return exc
         if stat.S_ISLNK(st.st_mode):
             return BackupError(
-                f"{where} is a symlink that is not part of this snapshot; restore does not write "
-                "through it (remove it, or restore to another --target)"
+                f"{where} is a symlink; restore does not write through symlinks in the target "
+                "(remove it, or restore to another --target)"
             )
         if not stat.S_ISDIR(st.st_mode):
             return BackupError(f"{where} exists and is not a directory (remove it and retry)")
