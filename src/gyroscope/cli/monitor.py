@@ -21,6 +21,7 @@ from gyroscope.monitor import (
     check_rule_file,
     parse_duration,
     parse_matcher,
+    parse_weekdays,
 )
 
 __all__ = ["monitor"]
@@ -322,10 +323,9 @@ def silence_add(
       gyro monitor silence add 'severity="ticket"' --until 2030-01-01T00:00:00Z \\
           --weekdays sat,sun --start 22:00 --end 06:00
     """
-    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     try:
         parsed = [parse_matcher(m) for m in matchers]
-        day_numbers = [days.index(d.strip().lower()[:3]) for d in weekdays.split(",") if d.strip()]
+        day_numbers = parse_weekdays([d for d in weekdays.split(",") if d.strip()])
         now = time.time()
         ends = until if until else str(now + parse_duration(duration))
     except ValueError as exc:

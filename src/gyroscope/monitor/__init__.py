@@ -18,7 +18,7 @@ from gyroscope.monitor._promql import Engine, parse_query
 from gyroscope.monitor._ruleeval import ActiveAlert, GroupEvaluator, fingerprint
 from gyroscope.monitor._rulefile import Rule, RuleGroup, check_rule_file, load_rule_file
 from gyroscope.monitor._service import MonitorService, load_groups
-from gyroscope.monitor._silences import LabelMatcher, Silence, parse_matcher
+from gyroscope.monitor._silences import LabelMatcher, Silence, parse_matcher, parse_weekdays
 from gyroscope.monitor._slo import slo_rule_group
 from gyroscope.monitor._tsdb import TSDB
 from gyroscope.monitor._wiring import DEMO_RULES, build_services, demo_monitor_config
@@ -63,5 +63,6 @@ __all__ = [
     "parse_matcher",
     "parse_query",
     "parse_text",
+    "parse_weekdays",
     "slo_rule_group",
 ]

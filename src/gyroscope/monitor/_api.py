@@ -13,17 +13,20 @@ import numpy as np
 
 from gyroscope.core import Request, Response
 from gyroscope.errors import MonitorError
+from gyroscope.monitor._api_input import json_kind, json_object, param_time, step_seconds, strings
 from gyroscope.monitor._chunks import is_stale
 from gyroscope.monitor._dispatch import AmAlert
 from gyroscope.monitor._errors import PromQLError, ScrapeError
 from gyroscope.monitor._exposition import format_labels, parse_text
 from gyroscope.monitor._promql import selector_matchers
-from gyroscope.monitor._silences import Silence, matcher_from_api, parse_time
+from gyroscope.monitor._silences import Silence, matcher_from_api, parse_time, parse_weekdays
 
 if TYPE_CHECKING:
     from gyroscope.monitor._service import MonitorService
 
 __all__ = ["MonitorApi", "format_value"]
+
+_MAX_HISTORY = 100_000  # rows one history request may ask for
 
 
 def format_value(value: float) -> str:
@@ -86,6 +89,8 @@ class MonitorApi:
             return _bad(str(exc))
         except (ValueError, KeyError, TypeError) as exc:
             return _bad(f"bad request: {exc}")
+        except OverflowError as exc:  # a number no input check caught, e.g. deep in numpy
+            return _bad(f"bad request: a number is out of range ({exc})")
         except MonitorError as exc:
             return _bad(str(exc), 422, "execution")
 
@@ -157,7 +162,7 @@ class MonitorApi:
     # -- Prometheus query API ----------------------------------------------------------------------
     def _query(self, params: dict[str, list[str]]) -> Response:
         query = _one(params, "query")
-        t = parse_time(_one(params, "time", str(time.time())))
+        t = param_time(params, "time", str(time.time()))
         value = self.s.engine.instant(query, t)
         if isinstance(value, float):
             return _ok({"resultType": "scalar", "result": [t, format_value(value)]})
@@ -180,15 +185,10 @@ class MonitorApi:
 
     def _query_range(self, params: dict[str, list[str]]) -> Response:
         query = _one(params, "query")
-        start, end = parse_time(_one(params, "start")), parse_time(_one(params, "end"))
-        step_text = _one(params, "step")
-        from gyroscope.monitor._config import parse_duration
-
-        step = (
-            float(step_text)
-            if step_text.replace(".", "", 1).isdigit()
-            else parse_duration(step_text)
-        )
+        start, end = param_time(params, "start"), param_time(params, "end")
+        if end < start:
+            raise ValueError("end timestamp must not be before start time")
+        step = step_seconds(_one(params, "step"))
         series = self.s.engine.range_query(query, start, end, step)
         result = [
             {"metric": _metric(lb), "values": [[t, format_value(v)] for t, v in pts]}
@@ -214,18 +214,17 @@ class MonitorApi:
             raise ValueError("expected a JSON list of alerts (Alertmanager v2 format)")
         now = time.time()
         alerts = []
-        for item in body:
-            labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
+        for i, raw in enumerate(body):
+            item = json_object(raw, f"alert {i}")
+            labels = strings(item.get("labels"), f"alert {i}: labels")
             if not labels:
-                raise ValueError("every alert needs labels")
-            starts = parse_time(item["startsAt"]) if item.get("startsAt") else now
-            ends = parse_time(item["endsAt"]) if item.get("endsAt") else None
+                raise ValueError(f"alert {i}: every alert needs labels")
+            starts = self._body_time(item, "startsAt", i) or now
+            ends = self._body_time(item, "endsAt", i)
             alerts.append(
                 AmAlert(
                     labels=labels,
-                    annotations={
-                        str(k): str(v) for k, v in (item.get("annotations") or {}).items()
-                    },
+                    annotations=strings(item.get("annotations"), f"alert {i}: annotations"),
                     starts_at=min(starts, now),
                     ends_at=ends,
                     generator_url=str(item.get("generatorURL") or ""),
@@ -233,6 +232,15 @@ class MonitorApi:
             )
         self.s.receive_alerts(alerts)
         return Response.json({"status": "success"})
+
+    @staticmethod
+    def _body_time(item: dict[str, Any], key: str, i: int) -> float | None:
+        if not item.get(key):
+            return None
+        try:
+            return parse_time(item[key])
+        except ValueError as exc:
+            raise ValueError(f"alert {i}: {key}: {exc}") from None
 
     def _list_alerts(self, params: dict[str, list[str]]) -> Response:
         now = time.time()
@@ -246,18 +254,36 @@ class MonitorApi:
         return Response.json([s.as_dict(now) for s in self.s.dispatcher.silences.values()])
 
     def _add_silence(self, request: Request) -> Response:
-        body = request.json()
-        recurring = body.get("recurring") or {}
+        """Alertmanager v2's postable silence; every field is checked before anything is stored."""
+        body = json_object(request.json(), "the silence")
+        matchers = body.get("matchers")
+        if not isinstance(matchers, list) or not matchers:
+            raise ValueError("matchers must be a non-empty array of matcher objects")
+        recurring = json_object(body.get("recurring") or {}, "recurring")
+        weekdays = recurring.get("weekdays", [])
+        if not isinstance(weekdays, list):
+            raise ValueError(f"recurring.weekdays must be an array, got {json_kind(weekdays)}")
+        silence_id = body.get("id") or None
+        if silence_id is not None and not isinstance(silence_id, str):
+            raise ValueError(f"id must be a string, got {json_kind(silence_id)}")
+        if "endsAt" not in body:
+            raise ValueError("endsAt is required")
+        times = {}
+        for key, default in (("startsAt", time.time()), ("endsAt", None)):
+            try:
+                times[key] = parse_time(body.get(key) or default)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
         silence = Silence.create(
-            [matcher_from_api(m) for m in body.get("matchers") or []],
-            starts_at=parse_time(str(body.get("startsAt") or time.time())),
-            ends_at=parse_time(str(body["endsAt"])),
+            [matcher_from_api(m) for m in matchers],
+            starts_at=times["startsAt"],
+            ends_at=times["endsAt"],
             created_by=str(body.get("createdBy", "")),
             comment=str(body.get("comment", "")),
-            weekdays=recurring.get("weekdays", []),
+            weekdays=parse_weekdays(weekdays),
             start=recurring.get("start", "00:00"),
             end=recurring.get("end", "24:00"),
-            id=body.get("id") or None,
+            id=silence_id,
         )
         self.s.add_silence(silence)
         return Response.json({"silenceID": silence.id})
@@ -273,7 +299,7 @@ class MonitorApi:
         return Response.json(silence.as_dict(time.time()))
 
     def _ack(self, fp: str, request: Request) -> Response:
-        body = request.json() or {}
+        body = json_object(request.json() or {}, "the acknowledgement")
         done = self.s.acknowledge(
             [fp], by=str(body.get("by", "")), comment=str(body.get("comment", ""))
         )
@@ -282,12 +308,18 @@ class MonitorApi:
         return _ok({"acknowledged": done})
 
     def _history(self, params: dict[str, list[str]]) -> Response:
+        since = float(_one(params, "since", "0"))
+        if not math.isfinite(since):
+            raise ValueError(f"invalid parameter 'since': {since} (Unix seconds)")
+        limit = int(_one(params, "limit", "500"))
+        if not 1 <= limit <= _MAX_HISTORY:
+            raise ValueError(f"invalid parameter 'limit': {limit} (1 to {_MAX_HISTORY})")
         return _ok(
             self.s.history.query(
                 fingerprint=_one(params, "fingerprint", "") or None,
                 alertname=_one(params, "alertname", "") or None,
-                since=float(_one(params, "since", "0")),
-                limit=int(_one(params, "limit", "500")),
+                since=since,
+                limit=limit,
             )
         )
 

@@ -150,13 +150,13 @@ class SloConfig(StrictModel):
 
 
 class WebhookConfig(StrictModel):
-    url: str
+    url: SecretStr  # may carry user:password@ or a secret path; messages show scheme://host/…
     max_alerts: int = 0
     token: SecretStr | None = None
 
 
 class ChatConfig(StrictModel):
-    url: str
+    url: SecretStr  # a Slack-style incoming webhook: the path is the secret
     channel: str | None = None
 
 
@@ -218,7 +218,8 @@ class AlertingConfig(StrictModel):
     flap_threshold: int = Field(default=4, ge=2)  # state changes within flap_window = flapping
     flap_window: Duration = 600.0
     resolve_timeout: Duration = 300.0
-    log_store_url: str | None = None  # e.g. http://127.0.0.1:3100: alert events also go there
+    # e.g. http://127.0.0.1:3100: alert events also go there (secret: it may carry user:password)
+    log_store_url: SecretStr | None = None
 
     @model_validator(mode="after")
     def _receivers_exist(self) -> AlertingConfig:

@@ -14,6 +14,9 @@ from collections import deque
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
+
+from gyroscope.monitor._redact import reveal, safe_url, scrub_url
 
 __all__ = ["LogShipper"]
 
@@ -23,8 +26,11 @@ log = logging.getLogger(__name__)
 class LogShipper:
     """``add(events)``; ``run()`` posts them to ``{url}/loki/api/v1/push`` with job=gyro-monitor."""
 
-    def __init__(self, url: str, client: httpx.AsyncClient, *, max_queue: int = 10_000) -> None:
-        self.url = url.rstrip("/") + "/loki/api/v1/push"
+    def __init__(
+        self, url: str | SecretStr, client: httpx.AsyncClient, *, max_queue: int = 10_000
+    ) -> None:
+        self.url = reveal(url).rstrip("/") + "/loki/api/v1/push"
+        self.shown = safe_url(self.url)  # for messages: the URL may carry user:password
         self.client = client
         self.queue: deque[dict[str, Any]] = deque(maxlen=max_queue)
         self.shipped = 0
@@ -54,7 +60,11 @@ class LogShipper:
             response.raise_for_status()
         except httpx.HTTPError as exc:
             if not self.failing:
-                log.warning("cannot ship alert events to the log store at %s: %s", self.url, exc)
+                log.warning(
+                    "cannot ship alert events to the log store at %s: %s",
+                    self.shown,
+                    scrub_url(str(exc), self.url),
+                )
             self.failing = True
             return
         for _ in batch:

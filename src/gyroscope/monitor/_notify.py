@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from gyroscope.monitor._config import (
     ChatConfig,
@@ -30,6 +31,7 @@ from gyroscope.monitor._config import (
 )
 from gyroscope.monitor._dispatch import Notification
 from gyroscope.monitor._errors import NotifierError
+from gyroscope.monitor._redact import safe_url, scrub_url
 
 __all__ = ["DeliveryQueue", "summary_text"]
 
@@ -53,17 +55,24 @@ def summary_text(payload: dict[str, Any]) -> str:
 
 async def _post(
     client: httpx.AsyncClient,
-    url: str,
+    url: SecretStr,
     body: dict[str, Any],
     receiver: str,
     headers: dict[str, str] | None = None,
 ) -> None:
+    """POST; errors (logged, and shown in /api/v1/notifications) name only scheme://host/…."""
+    shown = safe_url(url)
     try:
-        response = await client.post(url, json=body, timeout=10.0, headers=headers)
-    except httpx.HTTPError as exc:
-        raise NotifierError(f"POST {url}: {type(exc).__name__}: {exc}", receiver=receiver) from exc
+        response = await client.post(
+            url.get_secret_value(), json=body, timeout=10.0, headers=headers
+        )
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        reason = scrub_url(str(exc), url)
+        raise NotifierError(
+            f"POST {shown}: {type(exc).__name__}: {reason}", receiver=receiver
+        ) from None
     if response.status_code >= 300:
-        raise NotifierError(f"POST {url}: HTTP {response.status_code}", receiver=receiver)
+        raise NotifierError(f"POST {shown}: HTTP {response.status_code}", receiver=receiver)
 
 
 def webhook_sender(cfg: WebhookConfig, client: httpx.AsyncClient, receiver: str) -> Sender:

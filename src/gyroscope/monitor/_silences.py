@@ -12,6 +12,8 @@ that crosses midnight belongs to the day it starts on.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -19,7 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["LabelMatcher", "Silence", "matches_all", "parse_matcher"]
+__all__ = [
+    "LabelMatcher",
+    "Silence",
+    "matcher_from_api",
+    "matches_all",
+    "parse_matcher",
+    "parse_time",
+    "parse_weekdays",
+]
 
 _MATCHER = re.compile(
     r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*\Z'
@@ -70,20 +80,31 @@ def parse_matcher(text: str) -> LabelMatcher:
 
 def matcher_from_api(item: Mapping[str, Any]) -> LabelMatcher:
     """Alertmanager v2 JSON: ``{"name", "value", "isRegex", "isEqual"}``."""
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        raise ValueError(
+            'every matcher must be an object like {"name": "job", "value": "demo", '
+            f'"isRegex": false}}, got {json.dumps(item, default=str)[:80]}'
+        )
     regex, equal = bool(item.get("isRegex")), bool(item.get("isEqual", True))
     op = ("=~" if equal else "!~") if regex else ("=" if equal else "!=")
-    return LabelMatcher(str(item["name"]), op, str(item.get("value", "")))
+    value = str(item.get("value", ""))
+    if regex:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regex in matcher {item['name']!r}: {exc}") from None
+    return LabelMatcher(item["name"], op, value)
 
 
 def matches_all(matchers: Sequence[LabelMatcher], labels: Mapping[str, str]) -> bool:
     return all(m.matches(labels) for m in matchers)
 
 
-def _minutes(text: str) -> int:
-    hours, _, minutes = text.partition(":")
-    value = int(hours) * 60 + int(minutes or 0)
-    if not 0 <= value <= 24 * 60:
-        raise ValueError(f"expected HH:MM, got {text!r}")
+def _minutes(text: object, what: str) -> int:
+    found = re.fullmatch(r"\s*(\d{1,2})(?::(\d{2}))?\s*", text) if isinstance(text, str) else None
+    value = int(found.group(1)) * 60 + int(found.group(2) or 0) if found else -1
+    if found is None or int(found.group(2) or 0) > 59 or not 0 <= value <= 24 * 60:
+        raise ValueError(f"{what}: expected a time of day HH:MM (00:00 to 24:00), got {text!r}")
     return value
 
 
@@ -128,8 +149,8 @@ class Silence:
             created_by=created_by,
             comment=comment,
             weekdays=frozenset(weekdays),
-            start_minute=_minutes(start),
-            end_minute=_minutes(end),
+            start_minute=_minutes(start, "recurring start"),
+            end_minute=_minutes(end, "recurring end"),
         )
 
     def active(self, now: float) -> bool:
@@ -175,10 +196,55 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse_time(text: str) -> float:
-    """RFC 3339 (``2026-01-02T03:04:05Z``) or Unix seconds -> Unix seconds."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+# Times the API takes: datetime's range (years 1-9999), so every stored time can be printed.
+MIN_TIME = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+MAX_TIME = datetime(9999, 12, 31, tzinfo=UTC).timestamp()
+
+
+def parse_time(value: object) -> float:
+    """RFC 3339 (``2026-01-02T03:04:05Z``) or Unix seconds -> Unix seconds, finite, years 1-9999.
+
+    Anything else (``inf``, ``nan``, ``1e300``, a JSON object) is a ``ValueError`` saying so.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(
+            f"expected a time (RFC 3339 or Unix seconds), got a {type(value).__name__}"
+        )
+    if isinstance(value, str):
+        try:
+            t = float(value)
+        except ValueError:
+            try:
+                t = datetime.fromisoformat(value.strip().replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise ValueError(f"invalid time {value!r} (use RFC 3339 or Unix seconds)") from None
+    else:
+        t = float(value)
+    if not (math.isfinite(t) and MIN_TIME <= t <= MAX_TIME):
+        raise ValueError(f"time {value!r} is out of range (years 1 to 9999)")
+    return t
+
+
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def parse_weekdays(items: Sequence[object]) -> list[int]:
+    """Weekday numbers (0 = Monday) from numbers 0-6, ``sat``-style abbreviations or full names.
+
+    >>> parse_weekdays(["sat", "Sunday", 0])
+    [5, 6, 0]
+    """
+    days: list[int] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item <= 6:
+            days.append(item)
+            continue
+        text = item.strip().lower() if isinstance(item, str) else ""
+        found = [i for i, name in enumerate(_WEEKDAYS) if text in (name, name[:3])]
+        if not found:
+            raise ValueError(
+                f"unknown weekday {item!r}: use mon, tue, wed, thu, fri, sat, sun "
+                "(or full names, or numbers 0 = Monday to 6 = Sunday)"
+            )
+        days.append(found[0])
+    return days
