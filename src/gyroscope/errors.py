@@ -18,6 +18,7 @@ say whether trying again can help (``retryable``)::
      │    └── ProcessFaultError       kill, pause or restart of a process
      ├── BenchError                   load, stress and benchmark tests
      │    ├── ScenarioError           a malformed scenario or data file (file, line, key)
+     │    ├── BenchRunError           a test started but could not finish
      │    └── ThresholdFailed         a CI threshold did not hold
      ├── LockError                    distributed locks
      ├── GatewayError                 the load-balancing gateway
@@ -38,6 +39,7 @@ __all__ = [
     "AddressInUseError",
     "BackupError",
     "BenchError",
+    "BenchRunError",
     "ChaosError",
     "ConfigError",
     "DataDirError",
@@ -173,7 +175,16 @@ class ProcessFaultError(ChaosError):
 
 
 class BenchError(GyroscopeError):
-    """A load, stress or benchmark test could not run."""
+    """A load, stress or benchmark test cannot run as asked: a bad URL, duration, rate, stage,
+    header, scenario or result file (exit 2, like every bad input)."""
+
+    exit_code = 2
+
+
+class BenchRunError(BenchError):
+    """A test started but could not finish (every worker failed, interrupted too early)."""
+
+    exit_code = 1
 
 
 class ScenarioError(BenchError):
@@ -195,6 +206,8 @@ class ScenarioError(BenchError):
 
 class ThresholdFailed(BenchError):
     """At least one CI threshold did not hold; the message lists every failing one."""
+
+    exit_code = 1
 
 
 class LockError(GyroscopeError):

@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from gyroscope.bench._engine import Engine, WorkerPlan
 from gyroscope.bench._recorder import Interval, RunData
 from gyroscope.core import run as run_loop
-from gyroscope.errors import BenchError
+from gyroscope.errors import BenchRunError
 
 __all__ = ["execute", "make_engine"]
 
@@ -202,7 +202,7 @@ class _Workers:
 
     def merged(self) -> RunData:
         if self.failures and not self.results:
-            raise BenchError(f"every worker failed: {self.failures[0]}")
+            raise BenchRunError(f"every worker failed: {self.failures[0]}")
         merged = RunData.merge([self.results[i] for i in sorted(self.results)])
         merged.warnings.extend(f"a worker failed: {f}" for f in self.failures)
         return merged

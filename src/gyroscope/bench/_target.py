@@ -71,6 +71,12 @@ def parse_target(url: str, *, insecure: bool = False) -> Target:
         raise BenchError(f"bad URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BenchError(f"bad URL {url!r}: expected http://HOST[:PORT]/PATH or https://...")
+    if parts.username is not None or parts.password is not None:
+        # They would be written to every report, and are not sent: credentials go in a header.
+        raise BenchError(
+            f"bad URL {parts.scheme}://***@{parts.hostname}: no credentials in the URL; "
+            "send them as a header, e.g. -H 'authorization: Basic BASE64(user:password)'"
+        )
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

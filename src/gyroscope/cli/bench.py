@@ -32,7 +32,7 @@ from gyroscope.bench._report import Progress, result_table
 from gyroscope.bench._runner import stop_on_signals
 from gyroscope.core import format_validation_error
 from gyroscope.core import run as run_loop
-from gyroscope.errors import BenchError
+from gyroscope.errors import BenchError, BenchRunError
 
 _err = Console(stderr=True)
 _out = Console()
@@ -72,11 +72,13 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
             "-o",
             "--out",
             type=click.Path(path_type=Path, dir_okay=False),
+            callback=_output_path,
             help="Write the full result (histograms included) as JSON.",
         ),
         click.option(
             "--html",
             type=click.Path(path_type=Path, dir_okay=False),
+            callback=_output_path,
             help="Write a self-contained HTML report.",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
@@ -84,6 +86,13 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _output_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Check where a report goes before the run, not after it (a run's results must not be lost)."""
+    if value is not None and not value.parent.is_dir():
+        raise click.BadParameter(f"directory {value.parent} does not exist; create it first")
+    return value
 
 
 def _finish(
@@ -288,8 +297,8 @@ def llm(**kw: Any) -> None:
 @click.option("-H", "--header", "headers", multiple=True)
 @click.option("--body")
 @click.option("--workers", type=int, default=1, show_default=True)
-@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--html", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--out", type=click.Path(path_type=Path, dir_okay=False), callback=_output_path)
+@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), callback=_output_path)
 @click.option("--json", "as_json", is_flag=True)
 def stress(
     url: str,
@@ -475,7 +484,7 @@ def ab(
         finally:
             restore()
         if not parts["a"] or not parts["b"]:
-            raise BenchError("interrupted before both sides ran")
+            raise BenchRunError("interrupted before both sides ran")
         return tuple(  # type: ignore[return-value]
             Result(
                 kind="load",
