@@ -15,6 +15,7 @@ say whether trying again can help (``retryable``)::
      ├── DemoError                    the demo model server
      ├── ChaosError                   fault injection
      │    ├── ProxyError              the TCP fault proxy
+     │    │    └── ProxyConfigError   its options are invalid
      │    └── ProcessFaultError       kill, pause or restart of a process
      ├── BenchError                   load, stress and benchmark tests
      │    ├── ScenarioError           a malformed scenario or data file (file, line, key)
@@ -52,6 +53,7 @@ __all__ = [
     "LogStoreError",
     "MonitorError",
     "ProcessFaultError",
+    "ProxyConfigError",
     "ProxyError",
     "ScenarioError",
     "ServiceError",
@@ -164,6 +166,12 @@ class ChaosError(GyroscopeError):
 
 class ProxyError(ChaosError):
     """The TCP fault proxy could not start or apply a fault."""
+
+
+class ProxyConfigError(ProxyError):
+    """A fault proxy's options are invalid (an address, a missing token): bad input, exit 2."""
+
+    exit_code = 2
 
 
 class ProcessFaultError(ChaosError):

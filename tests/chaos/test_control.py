@@ -199,12 +199,12 @@ def test_python_client(proxy_proc: dict[str, Any]) -> None:
 
 def test_bad_proxy_options_are_one_line() -> None:
     result = gyro("proxy", "--upstream", "nowhere")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert (
         result.stderr.strip() == "gyro: error: proxy: upstream: expected host:port, got 'nowhere'"
     )
     result = gyro("proxy", "--upstream", "127.0.0.1:1", "--control", "0.0.0.0:0")
-    assert "needs a token" in result.stderr and result.returncode == 1
+    assert "needs a token" in result.stderr and result.returncode == 2
 
 
 def test_port_in_use(proxy_proc: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from gyroscope.core import (
     is_loopback,
     parse_host_port,
 )
-from gyroscope.errors import AddressInUseError, ProxyError
+from gyroscope.errors import AddressInUseError, ProxyConfigError, ProxyError
 
 if TYPE_CHECKING:
     from gyroscope.chaos._config import ProxyConfig
@@ -79,7 +79,7 @@ def _address(value: str, what: str) -> tuple[str, int]:
     try:
         return parse_host_port(value)
     except ValueError as exc:
-        raise ProxyError(f"{what}: {exc}") from None
+        raise ProxyConfigError(f"{what}: {exc}") from None
 
 
 class FaultProxy(Service):
@@ -115,7 +115,7 @@ class FaultProxy(Service):
         self.host, self._port = _address(listen, f"{name}: listen")
         self._control_addr = _address(control, f"{name}: control") if control else None
         if self._control_addr and not is_loopback(self._control_addr[0]) and not control_token:
-            raise ProxyError(
+            raise ProxyConfigError(
                 f"{name}: control API on {control} (not loopback) needs a token; "
                 "pass --control-token or bind it to 127.0.0.1"
             )
