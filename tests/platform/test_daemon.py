@@ -259,3 +259,24 @@ def test_services_from_two_sections_must_not_share_a_name(
 
 def clashing_specs(section: object, data_dir: Path) -> list[ServiceSpec]:
     return [ServiceSpec("x", section, lambda: Recorder("x", "ok"))]
+
+
+async def test_reload_rotates_the_api_token(tmp_path: Path) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    data = config_dict("a")
+    data["platform"]["token"] = "old-token"
+    path.write_text(yaml_for(data))
+    daemon = Daemon(load_config(path), data_dir=tmp_path / "data", config_path=path, build=build)
+    await daemon.start()
+    try:
+        async with httpx.AsyncClient(base_url=daemon.api_url or "") as client:
+            old = {"authorization": "Bearer old-token"}
+            new = {"authorization": "Bearer new-token"}
+            assert (await client.get("/v1/services", headers=old)).status_code == 200
+            data["platform"]["token"] = "new-token"
+            path.write_text(yaml_for(data))
+            assert (await client.post("/v1/reload", headers=old)).status_code == 200
+            assert (await client.get("/v1/services", headers=old)).status_code == 401
+            assert (await client.get("/v1/services", headers=new)).status_code == 200
+    finally:
+        await daemon.stop()

@@ -8,7 +8,7 @@ rejected, the error is logged, and the running services carry on untouched. A va
 as a diff: unchanged services keep running, removed ones stop, new ones start, and a changed one is
 first offered the new config (``Service.reconfigure``, e.g. the gateway swaps its replicas without
 closing its port) and replaced only when it cannot apply it in place. The platform section itself
-(the API's address and token) needs a restart to change.
+(the API's address) needs a restart to change; its token and shutdown grace apply on reload.
 
 >>> from gyroscope.platform import parse_config
 >>> daemon = Daemon(parse_config({}), data_dir=Path("/tmp/gyro-doc"))   # await daemon.start() ...
@@ -30,10 +30,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gyroscope import __version__
-from gyroscope.core import DataDir, HttpServer, Service, ServiceSpec, parse_host_port
+from gyroscope.core import DataDir, HttpServer, Service, ServiceSpec, is_loopback, parse_host_port
 from gyroscope.errors import GyroscopeError
 from gyroscope.platform._api import platform_handler
-from gyroscope.platform._config import GyroConfig, load_config
+from gyroscope.platform._config import GyroConfig, PlatformConfig, load_config
 from gyroscope.platform._registry import SpecBuilder, service_specs
 
 if TYPE_CHECKING:
@@ -161,8 +161,10 @@ class Daemon:
                 log.error("reload rejected, keeping the running config: %s", exc)
                 self._reloads.labels("rejected").inc()
                 return False
-            if config.platform != self.config.platform:
-                log.warning("the platform section changed; restart the daemon to apply it")
+            platform = self._platform_after_reload(config)
+            if platform is None:
+                self._reloads.labels("rejected").inc()
+                return False
             try:
                 await self._disconnect_log_store()
                 await self._apply(specs)
@@ -173,11 +175,28 @@ class Daemon:
                 return False
             finally:
                 self._connect_log_store()
-            self.config = config.model_copy(update={"platform": self.config.platform})
+            self.config = config.model_copy(update={"platform": platform})
             self.last_reload_error = None
             self._reloads.labels("ok").inc()
             log.info("reloaded %s: %d services", self.config_path, len(self.running))
             return True
+
+    def _platform_after_reload(self, config: GyroConfig) -> PlatformConfig | None:
+        """The new platform section with the API's address kept (moving it needs a restart);
+        a rotated token and a new grace apply at once. None when that would expose the API."""
+        running = self.config.platform
+        if config.platform.listen != running.listen:
+            log.warning("platform.listen changed; restart the daemon to move the API")
+        platform = config.platform.model_copy(update={"listen": running.listen})
+        host, _ = parse_host_port(running.listen)
+        if platform.token is None and not is_loopback(host):
+            self.last_reload_error = (
+                f"platform.token removed while the API listens on {running.listen}; "
+                "keep a token or restart on a loopback address"
+            )
+            log.error("reload rejected, keeping the running config: %s", self.last_reload_error)
+            return None
+        return platform
 
     async def _apply(self, specs: list[ServiceSpec]) -> None:
         """Make the running services match ``specs``: stop what went or changed, start what is new."""
