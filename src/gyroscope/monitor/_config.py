@@ -220,6 +220,7 @@ class AlertingConfig(StrictModel):
     resolve_timeout: Duration = 300.0
     # e.g. http://127.0.0.1:3100: alert events also go there (secret: it may carry user:password)
     log_store_url: SecretStr | None = None
+    log_store_token: SecretStr | None = None  # the log server's logs.token, when it has one
 
     @model_validator(mode="after")
     def _receivers_exist(self) -> AlertingConfig:

@@ -27,9 +27,17 @@ class LogShipper:
     """``add(events)``; ``run()`` posts them to ``{url}/loki/api/v1/push`` with job=gyro-monitor."""
 
     def __init__(
-        self, url: str | SecretStr, client: httpx.AsyncClient, *, max_queue: int = 10_000
+        self,
+        url: str | SecretStr,
+        client: httpx.AsyncClient,
+        *,
+        token: SecretStr | None = None,
+        max_queue: int = 10_000,
     ) -> None:
         self.url = reveal(url).rstrip("/") + "/loki/api/v1/push"
+        secret = token.get_secret_value() if token is not None else ""
+        # a log server with logs.token set (required off loopback) wants it on every push
+        self.headers = {"authorization": f"Bearer {secret}"} if secret else {}
         self.shown = safe_url(self.url)  # for messages: the URL may carry user:password
         self.client = client
         self.queue: deque[dict[str, Any]] = deque(maxlen=max_queue)
@@ -56,7 +64,9 @@ class LogShipper:
             return
         batch = list(self.queue)
         try:
-            response = await self.client.post(self.url, json=self._body(batch), timeout=10.0)
+            response = await self.client.post(
+                self.url, json=self._body(batch), headers=self.headers, timeout=10.0
+            )
             response.raise_for_status()
         except httpx.HTTPError as exc:
             if not self.failing:

@@ -130,7 +130,9 @@ class MonitorService(Service):
             self.dispatcher.add_silence(silence)
         self.logship: LogShipper | None = None
         if cfg.alerting.log_store_url:
-            self.logship = LogShipper(cfg.alerting.log_store_url, self.client)
+            self.logship = LogShipper(
+                cfg.alerting.log_store_url, self.client, token=cfg.alerting.log_store_token
+            )
         self.delivery = DeliveryQueue(cfg.alerting.receivers, self.client, self._on_delivery)
         self.evaluators = [GroupEvaluator(g, self.engine) for g in groups]
         for evaluator in self.evaluators:
