@@ -71,6 +71,8 @@ class RepositoryConfig(StrictModel):
     password_file: Path | None = None
     key_file: Path | None = None
     append_only: bool = False
+    # create the repository (with this password) the first time a job finds none there
+    init_if_missing: bool = False
 
     @model_validator(mode="after")
     def _one_secret(self) -> RepositoryConfig:
@@ -83,6 +85,8 @@ class RepositoryConfig(StrictModel):
             raise ValueError(
                 "give exactly one of password (e.g. ${GYRO_BACKUP_PASSWORD}), password_file, key_file"
             )
+        if self.init_if_missing and self.key_file is not None:
+            raise ValueError("init_if_missing needs a password or password_file (not key_file)")
         return self
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from gyroscope.backup._archiver import BackupResult, backup
 from gyroscope.backup._config import BackupConfig, JobConfig, RepositoryConfig, parse_duration
 from gyroscope.backup._drill import DrillResult, restore_drill
-from gyroscope.backup._errors import AppendOnlyError, RepositoryLockedError
+from gyroscope.backup._errors import AppendOnlyError, RepositoryLockedError, RepositoryNotFound
 from gyroscope.backup._prune import forget, prune
 from gyroscope.backup._repo import Repository, Secret
 from gyroscope.backup._retention import RetentionPolicy
@@ -47,7 +47,14 @@ def _secret(cfg: RepositoryConfig) -> Secret:
 
 def open_repository(config: BackupConfig, name: str) -> Repository:
     cfg = config.repository(name)
-    return Repository.open(cfg.location, _secret(cfg), append_only=cfg.append_only)
+    secret = _secret(cfg)
+    try:
+        return Repository.open(cfg.location, secret, append_only=cfg.append_only)
+    except RepositoryNotFound:
+        if not cfg.init_if_missing:
+            raise
+    log.info("creating backup repository %s at %s (init_if_missing)", cfg.name, cfg.location)
+    return Repository.init(cfg.location, secret, append_only=cfg.append_only)
 
 
 def _sources(job: JobConfig) -> tuple[list[str], list[Source]]:

@@ -9,16 +9,19 @@ import click
 
 from gyroscope.core import default_data_dir, run
 from gyroscope.errors import ConfigError
-from gyroscope.platform import Daemon, GyroConfig, demo_config, load_config, serve
+from gyroscope.platform import (
+    Daemon,
+    GyroConfig,
+    demo_config,
+    load_config,
+    prepare_demo_data,
+    serve,
+)
 
 DEFAULT_CONFIG = Path("gyroscope.yaml")
 
 
-def _resolve(config_path: Path | None, demo: bool) -> tuple[GyroConfig, Path | None]:
-    if demo and config_path is not None:
-        raise ConfigError("use either --demo or -c FILE, not both")
-    if demo:
-        return demo_config(), None
+def _resolve(config_path: Path | None) -> tuple[GyroConfig, Path]:
     if config_path is None:
         if not DEFAULT_CONFIG.exists():
             raise ConfigError(
@@ -36,7 +39,12 @@ def _announce(daemon: Daemon, source: str) -> None:
     urls = {name: _service_url(service) for name, (_, service) in daemon.running.items()}
     lines = [f"gyroscope is up ({source}; data in {daemon.data_dir})", ""]
     lines.append(f"  {'platform API':<18} {daemon.api_url}/healthz   {daemon.api_url}/metrics")
-    lines += [f"  {name:<18} {url}" for name, url in urls.items()]
+    lines += [f"  {name:<18} {url}" for name, url in urls.items() if url]
+    backup = daemon.config.backup
+    if "backup" in urls and backup is not None:
+        for job in backup.jobs:
+            repo = backup.repository(job.repository)
+            lines.append(f"  {'backup':<18} {job.name}: cron '{job.schedule}' -> {repo.location}")
     replicas = [url for name, url in urls.items() if name.startswith("demo/") and url]
     entry = urls.get("gateway") or (replicas[0] if replicas else None)
     if entry:
@@ -64,6 +72,10 @@ def _announce(daemon: Daemon, source: str) -> None:
         lines.append(
             f"  gyro logs query --url {urls['logs']} '{query}' --since 5m   # platform logs"
         )
+    if backup is not None and "backup" in urls:
+        repo = backup.repositories[0]
+        secret = f" --password-file {repo.password_file}" if repo.password_file else ""
+        lines.append(f"  gyro backup snapshots {repo.location}{secret}   # one per minute")
     lines += [f"  curl -s {daemon.api_url}/healthz", "", "Ctrl-C stops everything."]
     click.echo("\n".join(lines))
     sys.stdout.flush()
@@ -101,8 +113,15 @@ def up(config_file: Path | None, demo: bool, data_dir: Path | None) -> None:
       gyro up -c gyroscope.yaml      # what your config names
       kill -HUP $(pgrep -f 'gyro up') # reload after editing the config
     """
-    config, path = _resolve(config_file, demo)
-    directory = data_dir or config.data_dir or default_data_dir()
+    path: Path | None = None
+    if demo:
+        if config_file is not None:
+            raise ConfigError("use either --demo or -c FILE, not both")
+        directory = prepare_demo_data(data_dir or default_data_dir())
+        config = demo_config(data_dir=directory)
+    else:
+        config, path = _resolve(config_file)
+        directory = data_dir or config.data_dir or default_data_dir()
     daemon = Daemon(config, data_dir=directory, config_path=path)
     source = "built-in demo config" if demo else f"config {path}"
     run(serve(daemon, on_ready=lambda d: _announce(d, source)))

@@ -1,0 +1,59 @@
+"""A scheduled job creates its repository on first run only when the config says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gyroscope.backup import Repository, Secret, list_snapshots
+
+from .conftest import make_tree
+
+PW = "first-run-password"
+
+
+def _yaml(tmp_path: Path, src: Path, init: bool) -> Path:
+    path = tmp_path / "gyroscope.yaml"
+    flag = ", init_if_missing: true" if init else ""
+    path.write_text(
+        "backup:\n"
+        f"  repositories: [{{name: local, location: {tmp_path / 'repo'}, password: '${{PW}}'{flag}}}]\n"
+        "  jobs:\n"
+        "    - {name: files, repository: local, schedule: '* * * * *',\n"
+        f"       sources: [{{type: files, paths: [{src}]}}]}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("init", [False, True])
+def test_missing_repository_is_created_only_when_asked(tmp_path: Path, init: bool) -> None:
+    from gyroscope.cli.backup import backup
+
+    src = make_tree(tmp_path / "src", big=100_000)
+    config = _yaml(tmp_path, src, init)
+    result = CliRunner().invoke(backup, ["run", "files", "-c", str(config)], env={"PW": PW})
+    if not init:
+        assert result.exit_code != 0 and "no repository here" in result.stderr
+        assert not (tmp_path / "repo" / "config").exists()
+        return
+    assert result.exit_code == 0, result.output
+    repo = Repository.open(str(tmp_path / "repo"), Secret(password=PW.encode()))
+    assert len(list_snapshots(repo)) == 1
+    repo.close()
+    again = CliRunner().invoke(backup, ["run", "files", "-c", str(config)], env={"PW": PW})
+    assert again.exit_code == 0, again.output  # the second run opens what the first created
+
+
+def test_init_if_missing_needs_a_password(tmp_path: Path) -> None:
+    from gyroscope.backup import BackupConfig
+
+    with pytest.raises(ValueError, match="init_if_missing needs a password"):
+        BackupConfig.model_validate(
+            {
+                "repositories": [
+                    {"name": "r", "location": "/x", "key_file": "/k", "init_if_missing": True}
+                ]
+            }
+        )
