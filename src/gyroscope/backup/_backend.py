@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from gyroscope.backup._errors import (
     MissingDataError,
     StorageFullError,
 )
+from gyroscope.core import atomic_write
 
 __all__ = ["AppendOnly", "Backend", "LocalBackend", "ObjectInfo", "open_backend"]
 
@@ -94,22 +94,10 @@ class LocalBackend:
 
     def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(name)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
         try:
             self._ensure_dir(path.parent)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            atomic_write(path, data, mode=0o600)  # temporary, fsync, rename, directory fsync
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise map_os_error(exc, self.location, name) from exc
 
     def read(self, name: str) -> bytes:
@@ -207,14 +195,6 @@ class _FdCache:
             for fd in cache.fds.values():
                 os.close(fd)
             cache.fds.clear()
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class AppendOnly:

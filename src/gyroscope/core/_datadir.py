@@ -27,25 +27,25 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("GYRO_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | bytearray | memoryview, *, mode: int = 0o666) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file, whole.
 
     The temporary file has an unpredictable name and is created exclusively without following a
     symlink, so nobody sharing the directory can plant one to redirect the write. A replaced file
-    keeps its permissions. Failures raise ``FileWriteError`` (an ``OSError`` too), one clear line.
+    keeps its permissions; a new one gets ``mode`` (less the umask). Failures raise
+    ``FileWriteError`` (an ``OSError`` too), one clear line.
     """
     tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(8)}")
     try:
         try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
+            kept: int | None = stat.S_IMODE(os.stat(path).st_mode)
         except FileNotFoundError:
-            mode = None
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
-        )
+            kept = None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, mode)
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)
+            if kept is not None:
+                os.fchmod(fd, kept)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
