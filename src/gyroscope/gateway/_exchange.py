@@ -16,12 +16,19 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from gyroscope.gateway._cache import request_cacheable
-from gyroscope.gateway._extras import client_key, complete_extras, log_access, prepare_extras
+from gyroscope.gateway._cache import accept_encoding, cache_key, request_cacheable
+from gyroscope.gateway._extras import (
+    cached_answer,
+    client_key,
+    complete_extras,
+    log_access,
+    prepare_extras,
+)
 from gyroscope.gateway._request import dechunk, upstream_head
 from gyroscope.gateway._response import HOP_BY_HOP, error_body, render_head, render_simple_head
 
 if TYPE_CHECKING:
+    from gyroscope.gateway._cache import CachedResponse
     from gyroscope.gateway._client import ClientConnection
     from gyroscope.gateway._compress import Compressor
     from gyroscope.gateway._endpoint import Endpoint
@@ -169,11 +176,11 @@ class Exchange:
                 self.local(429, f"rate limit exceeded ({verdict.reason})", verdict.retry_after)
                 return
         if route.cache is not None and request_cacheable(self.method, self.headers):
-            self.cache_key = self.url
-            hit = route.cache.get(self.url, gw.clock())
+            self.cache_key = key = cache_key(self.method, self.url, self.headers)
+            hit = route.cache.get(key, gw.clock(), accept_encoding(self.headers))
             if hit is not None:
                 route.counters.cache_hits += 1
-                self._serve_cached(hit.status, hit.headers, hit.body, gw.clock() - hit.stored_at)
+                self._serve_cached(hit, gw.clock() - hit.stored_at)
                 return
             route.counters.cache_misses += 1
         if route.key is None or not route.key.needs_body or self.req_done:
@@ -282,7 +289,10 @@ class Exchange:
         self.connect_task = None
         if task.cancelled() or task.exception() is not None:
             exc = None if task.cancelled() else task.exception()
-            self._failed(f"connect failed: {exc or 'timeout'}", connect=True)
+            if exc is None or isinstance(exc, TimeoutError):
+                self._failed("connect timeout", connect=True, status=504)  # as nginx answers
+            else:
+                self._failed(f"connect failed: {exc}", connect=True)
             return
         self._attach(task.result())
 
@@ -292,8 +302,11 @@ class Exchange:
         self.phase = WAIT_HEAD
         first_byte = self.gw.timeouts.first_byte
         if first_byte:
-            since = self.gw.clock() if self.attempts or self.connect_task else self.started
-            self.deadline = since + first_byte
+            # Counted from now, when the request goes out: time spent queued for a free replica
+            # or connecting has its own limits. Only a plain route attaching within ``begin``
+            # (no deadline was ever set) may take its arrival time, read a moment ago.
+            plain_now = not self.deadline and self.route.plain
+            self.deadline = (self.started if plain_now else self.gw.clock()) + first_byte
         body = self.body
         if body:
             self.body = None
@@ -477,13 +490,13 @@ class Exchange:
             return
         self._failed(f"invalid response: {message}", connect=False, retry=False)
 
-    def _failed(self, why: str, *, connect: bool, retry: bool = True) -> None:
+    def _failed(self, why: str, *, connect: bool, retry: bool = True, status: int = 502) -> None:
         if self.phase == DONE:
             return
         if retry and self._may_retry(connect=connect):
             self._retry(why)
             return
-        self.local(502, f"upstream failed: {why}", gateway_error=True)
+        self.local(status, f"upstream failed: {why}", gateway_error=True)
 
     def timed_out(self, now: float) -> None:
         """Called by the gateway's sweeper when ``deadline`` has passed."""
@@ -500,7 +513,7 @@ class Exchange:
             task, self.connect_task = self.connect_task, None
             if task is not None:
                 task.cancel()
-            self._failed("connect timeout", connect=True)
+            self._failed("connect timeout", connect=True, status=504)
         elif phase == WAIT_HEAD:
             self._drop_upstream()
             self.local(504, "upstream did not answer in time", gateway_error=True)
@@ -583,14 +596,13 @@ class Exchange:
             self.client.write(body)
         self._finish(gateway_error=gateway_error)
 
-    def _serve_cached(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, age: float
-    ) -> None:
-        self.status = status
+    def _serve_cached(self, hit: CachedResponse, age: float) -> None:
+        self.status = hit.status
         self.responded = True
+        headers, body = cached_answer(self, hit)  # compressed as a miss would be
         out = [*headers, (b"age", b"%d" % int(age)), (b"x-cache", b"HIT")]
         no_body = self.method == b"HEAD"
-        self._write_head(status, out, b"%d" % len(body), no_body)
+        self._write_head(hit.status, out, b"%d" % len(body), no_body)
         if not no_body:
             self.client.write(body)
         self._finish(gateway_error=False)
