@@ -12,8 +12,8 @@ A worker that cannot be read makes the scrape fail (503) instead of answering a 
 Prometheus would read a counter that went down as a reset and invent a burst of traffic.
 
 >>> text = '# TYPE x_total counter\\nx_total{a="1"} 2.0\\n'
->>> merge_metrics([text, text]).decode().splitlines()[-1]
-'x_total{a="1"} 4.0'
+>>> [line for line in merge_metrics([text, text]).decode().splitlines() if line[0] != "#"]
+['x_total{a="1"} 4.0', 'gyro_gateway_workers 2.0']
 """
 
 from __future__ import annotations
