@@ -119,7 +119,7 @@ def log_access(ex: Exchange, ep: Endpoint | None) -> None:
                 "request_id": ex.request_id.decode("latin-1"),
                 "client": ex.client.peer_ip,
                 "method": ex.method.decode("latin-1"),
-                "path": ex.url.decode("latin-1")[:512],
+                "path": _loggable_path(ex.url)[:512],
                 "route": ex.route.name,
                 "backend": ep.name if ep is not None else None,
                 "status": ex.status,
@@ -140,3 +140,16 @@ def client_key(ex: Exchange) -> str:
                 # keyed by a digest: the key itself is a secret and never kept or logged
                 return "k:" + hashlib.blake2b(value, digest_size=12).hexdigest()
     return ex.client.peer_ip
+
+
+def _loggable_path(url: bytes) -> str:
+    """The path with query parameter names but not their values: a query may carry an API key.
+
+    >>> _loggable_path(b"/v1/models?api_key=s3cret&limit=5&flag")
+    '/v1/models?api_key=…&limit=…&flag'
+    """
+    path, _, query = url.decode("latin-1").partition("?")
+    if not query:
+        return path
+    names = [part.split("=", 1)[0] + ("=…" if "=" in part else "") for part in query.split("&")]
+    return f"{path}?{'&'.join(names)}"
