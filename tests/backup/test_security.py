@@ -318,3 +318,150 @@ def test_bearer_check_is_exact() -> None:
     for wrong in (None, "", "Bearer", "Bearer t0ke", "Bearer t0ken2", "Basic t0ken", "t0ken"):
         assert not authorized(req(wrong), token), wrong
     assert not authorized(req("Bearer t\udcff0ken"), token)  # undecodable bytes: a 401, no crash
+
+
+def _serve(config: Path, listen: str, env: dict[str, str], *extra: str) -> Any:
+    import subprocess
+
+    code = "from gyroscope.cli.backup import backup; backup.main(prog_name='gyro backup')"
+    argv = [sys.executable, "-c", code, "serve", "-c", str(config), "--listen", listen, *extra]
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_cli_serve_bad_or_exposed_listen_is_one_line_exit_2(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"GYRO_BACKUP_SERVE_TOKEN": ""}
+    bogus = runner.invoke(
+        backup_cli, ["serve", "-c", str(tmp_path / "x.yaml"), "--listen", "bogus"], env=env
+    )
+    assert bogus.exit_code == 2, bogus.output
+    assert bogus.stderr.strip().splitlines() == [
+        "gyro: error: --listen: expected host:port, got 'bogus'"
+    ]
+    exposed = runner.invoke(
+        backup_cli, ["serve", "-c", str(tmp_path / "x.yaml"), "--listen", "0.0.0.0:1"], env=env
+    )
+    assert exposed.exit_code == 2 and "needs a token" in exposed.stderr
+    assert len(exposed.stderr.strip().splitlines()) == 1 and "Traceback" not in exposed.output
+    empty = tmp_path / "token"
+    empty.write_text("")
+    no_token = runner.invoke(
+        backup_cli,
+        ["serve", "-c", str(tmp_path / "x.yaml"), "--token-file", str(empty)],
+        env=env,
+    )
+    assert no_token.exit_code == 2 and "token file is empty" in no_token.stderr
+
+
+def test_cli_serve_with_token_refuses_requests_without_it(tmp_path: Path) -> None:
+    import signal
+    import urllib.error
+    import urllib.request
+
+    from gyroscope.backup import KdfParams, Secret
+    from gyroscope.testing import free_port, wait_for_port
+
+    src = _small_tree(tmp_path)
+    Repository.init(
+        str(tmp_path / "repo"),
+        Secret(password=b"serve-password"),
+        kdf=KdfParams(time=1, memory_kib=8192, parallelism=1),
+    )
+    config = tmp_path / "gyroscope.yaml"
+    config.write_text(
+        "backup:\n"
+        f"  repositories: [{{name: local, location: {tmp_path / 'repo'}, password: '${{PW}}'}}]\n"
+        "  jobs:\n"
+        "    - {name: files, repository: local, schedule: '0 3 * * *',\n"
+        f"       sources: [{{type: files, paths: [{src}]}}]}}\n"
+    )
+    token_file = tmp_path / "serve.token"
+    token_file.write_text("t0ken-for-metrics\n")
+    port = free_port()
+    env = {"PW": "serve-password", "GYRO_DATA_DIR": str(tmp_path / "data")}
+    proc = _serve(config, f"127.0.0.1:{port}", env, "--token-file", str(token_file))
+    try:
+        wait_for_port("127.0.0.1", port, timeout=60)
+        for path in ("/metrics", "/healthz"):
+            url = f"http://127.0.0.1:{port}{path}"
+            for header in (None, "Bearer wrong", "Bearer t0ken-for-metric"):
+                request = urllib.request.Request(url)
+                if header:
+                    request.add_header("Authorization", header)
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(request, timeout=10)
+                with refused.value as error:
+                    assert error.code == 401
+                    assert error.headers["www-authenticate"].startswith("Bearer")
+            request = urllib.request.Request(url)
+            request.add_header("Authorization", "Bearer t0ken-for-metrics")
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                assert resp.status == 200 and b"t0ken" not in resp.read()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+# --- gyro backup init: the key file, the password file ----------------------------------------
+
+
+def test_cli_init_key_file_in_missing_directory_is_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        backup_cli, ["init", str(tmp_path / "repo"), "--key-file", str(tmp_path / "nodir" / "k")]
+    )
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"gyro: error: {tmp_path}/nodir/k: directory {tmp_path}/nodir does not exist "
+        "(create it first)"
+    ]
+    assert not (tmp_path / "nodir").exists() and not (tmp_path / "repo").exists()
+
+
+def test_cli_init_key_file_is_written_whole_and_never_over_anything(tmp_path: Path) -> None:
+    runner = CliRunner()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = keys / "repo.key"
+    assert runner.invoke(backup_cli, ["init", str(tmp_path / "r1"), "--key-file", str(key)])
+    text = key.read_text()
+    assert len(text) == 65 and text.endswith("\n") and bytes.fromhex(text.strip())
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.stat().st_nlink == 1
+    assert os.listdir(keys) == ["repo.key"]  # no temporary left behind
+    # An existing key is used as it is (a second repository with the same key).
+    again = runner.invoke(backup_cli, ["init", str(tmp_path / "r2"), "--key-file", str(key)])
+    assert again.exit_code == 0 and key.read_text() == text
+    # A dangling symlink planted at the name: refused, and nothing is written where it points.
+    planted = keys / "planted.key"
+    os.symlink(tmp_path / "attacker-reads-this", planted)
+    refused = runner.invoke(backup_cli, ["init", str(tmp_path / "r3"), "--key-file", str(planted)])
+    assert refused.exit_code == 1 and "already exists" in refused.stderr
+    assert "Traceback" not in refused.output
+    assert not (tmp_path / "attacker-reads-this").exists()
+    assert sorted(os.listdir(keys)) == ["planted.key", "repo.key"]
+
+
+def test_cli_empty_password_file_says_so(tmp_path: Path) -> None:
+    runner = CliRunner()
+    for content in (b"", b"\n"):
+        empty = tmp_path / "empty.txt"
+        empty.write_bytes(content)
+        result = runner.invoke(
+            backup_cli,
+            ["init", str(tmp_path / "repo"), "--password-file", str(empty)],
+            env={"GYRO_BACKUP_PASSWORD": ""},
+        )
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines() == [
+            f"gyro: error: {empty}: the password file is empty (its first line is the password)"
+        ]
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00")
+    result = runner.invoke(
+        backup_cli, ["init", str(tmp_path / "repo"), "--password-file", str(binary)]
+    )
+    assert result.exit_code == 1 and "is not text" in result.stderr

@@ -3,6 +3,7 @@ command module so each stays small)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +30,7 @@ __all__ = [
     "progress_reporter",
     "read_secret",
     "secret_options",
+    "write_new_key_file",
 ]
 
 PASSWORD_ENV = "GYRO_BACKUP_PASSWORD"  # noqa: S105 - the name of the variable, not a password
@@ -62,13 +64,18 @@ def read_secret(password_file: Path | None, key_file: Path | None) -> Any:
         return Secret(key_file=key_file)
     if password_file is not None:
         try:
-            password = (
-                password_file.read_text().splitlines()[0] if password_file.stat().st_size else ""
-            )
+            lines = password_file.read_text().splitlines()
         except OSError as exc:
             raise BackupError(
                 f"{password_file}: cannot read password file: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise BackupError(f"{password_file}: the password file is not text") from None
+        password = lines[0] if lines else ""
+        if not password:
+            raise BackupError(
+                f"{password_file}: the password file is empty (its first line is the password)"
+            )
     else:
         password = os.environ.get(PASSWORD_ENV, "")
     if not password:
@@ -76,6 +83,43 @@ def read_secret(password_file: Path | None, key_file: Path | None) -> Any:
             f"no password: set ${PASSWORD_ENV}, or pass --password-file or --key-file"
         )
     return Secret(password=password.encode())
+
+
+def write_new_key_file(key_file: Path) -> None:
+    """Create ``key_file`` with 32 random bytes (hex), mode 0600, durably and never over an
+    existing file: written to an exclusive temporary name, fsynced, hard-linked to its name (which
+    fails if anything, even a dangling symlink, is there), then the directory fsynced."""
+    import secrets
+
+    from gyroscope.backup import BackupError
+
+    directory = key_file.parent
+    if not directory.is_dir():
+        raise BackupError(f"{key_file}: directory {directory} does not exist (create it first)")
+    tmp = directory / f".{key_file.name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32).hex().encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, key_file)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except FileExistsError:
+        raise BackupError(
+            f"{key_file}: already exists; a key file is never overwritten (choose another path)"
+        ) from None
+    except OSError as exc:
+        raise BackupError(f"{key_file}: cannot write the key file: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def open_repo(

@@ -26,6 +26,7 @@ from gyroscope.cli._backup_support import (
     progress_reporter,
     read_secret,
     secret_options,
+    write_new_key_file,
 )
 from gyroscope.errors import GyroscopeError
 
@@ -84,8 +85,9 @@ def init(
 ) -> None:
     """Create a repository at REPO (a directory, or sftp://user@host:port/path).
 
-    With --key-file, a missing key file is created (32 random bytes, mode 0600): keep a copy
-    somewhere safe; without it the backups cannot be read.
+    With --key-file, a missing key file is created (32 random bytes, mode 0600, written
+    atomically; an existing one is used, never overwritten): keep a copy somewhere safe; without
+    it the backups cannot be read.
 
     \b
     Example:
@@ -95,9 +97,7 @@ def init(
     from gyroscope.backup import KdfParams, Repository
 
     if key_file is not None and not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(32).hex().encode() + b"\n")
+        write_new_key_file(key_file)
     secret = read_secret(password_file, key_file)
     created = Repository.init(
         repo, secret, append_only=append_only, kdf=KdfParams(time=kdf_time, memory_kib=kdf_memory)
@@ -631,16 +631,28 @@ def run(job: str, config_file: Path, with_drill: bool, as_json: bool) -> None:
     show_default=True,
     help="Where /metrics and /healthz are served.",
 )
-def serve(config_file: Path, listen: str) -> None:
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Bearer token every request must send (else $GYRO_BACKUP_SERVE_TOKEN); needed beyond "
+    "loopback.",
+)
+def serve(config_file: Path, listen: str, token_file: Path | None) -> None:
     """Run the backup scheduler alone (gyro up runs it too), with /metrics and /healthz.
+
+    Beyond loopback a token is required; clients send "Authorization: Bearer <token>".
 
     \b
     Example:
       gyro backup serve -c gyroscope.yaml --listen 127.0.0.1:9464
+      GYRO_BACKUP_SERVE_TOKEN=... gyro backup serve -c gyroscope.yaml --listen 0.0.0.0:9464
     """
-    from gyroscope.backup._serve import serve_alone
+    from gyroscope.backup._serve import check_listen, read_token, serve_alone
 
-    serve_alone(load_section(config_file), listen)
+    token = read_token(token_file)
+    check_listen(listen, token)  # a bad or exposed --listen is one line before anything starts
+    serve_alone(load_section(config_file), listen, token)
 
 
 @backup.command("repo-serve")
