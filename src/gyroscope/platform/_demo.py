@@ -31,9 +31,7 @@ BACKUP_RULES: dict[str, Any] = {
             "expr": "max by (job) (gyro_backup_overdue) > 0",
             "for": "10s",
             "labels": {"severity": "ticket"},
-            "annotations": {
-                "summary": "backup job {{ $labels.job }} has not succeeded in time"
-            },
+            "annotations": {"summary": "backup job {{ $labels.job }} has not succeeded in time"},
         },
         {
             "alert": "BackupDrillFailed",
