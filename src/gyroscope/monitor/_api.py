@@ -13,7 +13,14 @@ import numpy as np
 
 from gyroscope.core import Request, Response
 from gyroscope.errors import MonitorError
-from gyroscope.monitor._api_input import json_kind, json_object, param_time, step_seconds, strings
+from gyroscope.monitor._api_input import (
+    json_kind,
+    json_object,
+    one,
+    param_time,
+    step_seconds,
+    strings,
+)
 from gyroscope.monitor._chunks import is_stale
 from gyroscope.monitor._dispatch import AmAlert
 from gyroscope.monitor._errors import PromQLError, ScrapeError
@@ -56,15 +63,6 @@ def _params(request: Request) -> dict[str, list[str]]:
         for key, values in parse_qs(request.body.decode(), keep_blank_values=True).items():
             params.setdefault(key, []).extend(values)
     return params
-
-
-def _one(params: dict[str, list[str]], name: str, default: str | None = None) -> str:
-    values = params.get(name)
-    if values:
-        return values[0]
-    if default is None:
-        raise ValueError(f"missing parameter {name!r}")
-    return default
 
 
 def _metric(labels: Any) -> dict[str, str]:
@@ -161,7 +159,7 @@ class MonitorApi:
 
     # -- Prometheus query API ----------------------------------------------------------------------
     def _query(self, params: dict[str, list[str]]) -> Response:
-        query = _one(params, "query")
+        query = one(params, "query")
         t = param_time(params, "time", str(time.time()))
         value = self.s.engine.instant(query, t)
         if isinstance(value, float):
@@ -184,11 +182,11 @@ class MonitorApi:
         return _ok({"resultType": "vector", "result": vector})
 
     def _query_range(self, params: dict[str, list[str]]) -> Response:
-        query = _one(params, "query")
+        query = one(params, "query")
         start, end = param_time(params, "start"), param_time(params, "end")
         if end < start:
             raise ValueError("end timestamp must not be before start time")
-        step = step_seconds(_one(params, "step"))
+        step = step_seconds(one(params, "step"))
         series = self.s.engine.range_query(query, start, end, step)
         result = [
             {"metric": _metric(lb), "values": [[t, format_value(v)] for t, v in pts]}
@@ -245,7 +243,7 @@ class MonitorApi:
     def _list_alerts(self, params: dict[str, list[str]]) -> Response:
         now = time.time()
         views = [self.s.dispatcher.alert_view(a, now) for a in self.s.dispatcher.alerts.values()]
-        if _one(params, "active", "true") == "false":
+        if one(params, "active", "true") == "false":
             return Response.json(views)
         return Response.json([v for v in views if v["status"]["state"] != "resolved"])
 
@@ -308,16 +306,16 @@ class MonitorApi:
         return _ok({"acknowledged": done})
 
     def _history(self, params: dict[str, list[str]]) -> Response:
-        since = float(_one(params, "since", "0"))
+        since = float(one(params, "since", "0"))
         if not math.isfinite(since):
             raise ValueError(f"invalid parameter 'since': {since} (Unix seconds)")
-        limit = int(_one(params, "limit", "500"))
+        limit = int(one(params, "limit", "500"))
         if not 1 <= limit <= _MAX_HISTORY:
             raise ValueError(f"invalid parameter 'limit': {limit} (1 to {_MAX_HISTORY})")
         return _ok(
             self.s.history.query(
-                fingerprint=_one(params, "fingerprint", "") or None,
-                alertname=_one(params, "alertname", "") or None,
+                fingerprint=one(params, "fingerprint", "") or None,
+                alertname=one(params, "alertname", "") or None,
                 since=since,
                 limit=limit,
             )

@@ -8,10 +8,11 @@ from typing import Any
 
 from gyroscope.monitor._silences import parse_time
 
-__all__ = ["json_kind", "json_object", "param_time", "step_seconds", "strings"]
+__all__ = ["json_kind", "json_object", "one", "param_time", "step_seconds", "strings"]
 
 
-def _one(params: dict[str, list[str]], name: str, default: str | None) -> str:
+def one(params: dict[str, list[str]], name: str, default: str | None = None) -> str:
+    """The first value of query parameter ``name``; ``default`` when absent (else an error)."""
     values = params.get(name)
     if values:
         return values[0]
@@ -23,7 +24,7 @@ def _one(params: dict[str, list[str]], name: str, default: str | None) -> str:
 def param_time(params: dict[str, list[str]], name: str, default: str | None = None) -> float:
     """Query parameter ``name`` as Unix seconds (see ``parse_time``)."""
     try:
-        return parse_time(_one(params, name, default))
+        return parse_time(one(params, name, default))
     except ValueError as exc:
         raise ValueError(f"invalid parameter {name!r}: {exc}") from None
 
