@@ -72,10 +72,10 @@ def _announce(daemon: Daemon, source: str) -> None:
         lines.append(
             f"  gyro logs query --url {urls['logs']} '{query}' --since 5m   # platform logs"
         )
-    if backup is not None and "backup" in urls:
-        repo = backup.repositories[0]
+    if backup is not None and "backup" in urls and backup.jobs:
+        repo = backup.repository(backup.jobs[0].repository)
         secret = f" --password-file {repo.password_file}" if repo.password_file else ""
-        lines.append(f"  gyro backup snapshots {repo.location}{secret}   # one per minute")
+        lines.append(f"  gyro backup snapshots {repo.location}{secret}   # the snapshots so far")
     lines += [f"  curl -s {daemon.api_url}/healthz", "", "Ctrl-C stops everything."]
     click.echo("\n".join(lines))
     sys.stdout.flush()

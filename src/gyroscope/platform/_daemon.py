@@ -189,7 +189,8 @@ class Daemon:
             log.warning("platform.listen changed; restart the daemon to move the API")
         platform = config.platform.model_copy(update={"listen": running.listen})
         host, _ = parse_host_port(running.listen)
-        if platform.token is None and not is_loopback(host):
+        token = platform.token.get_secret_value() if platform.token is not None else ""
+        if not token and not is_loopback(host):
             self.last_reload_error = (
                 f"platform.token removed while the API listens on {running.listen}; "
                 "keep a token or restart on a loopback address"
