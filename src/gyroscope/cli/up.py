@@ -93,7 +93,8 @@ def _announce(daemon: Daemon, source: str) -> None:
 @click.option(
     "--demo",
     is_flag=True,
-    help="Run the built-in demo: three demo replicas behind the gateway, monitored, logs kept.",
+    help="Run the built-in demo: three demo replicas behind the gateway, monitored, logs kept, "
+    "backed up every minute.",
 )
 @click.option(
     "--data-dir",
@@ -109,7 +110,7 @@ def up(config_file: Path | None, demo: bool, data_dir: Path | None) -> None:
 
     \b
     Examples:
-      gyro up --demo                 # demo replicas, gateway :8080, monitor, logs; API :7070
+      gyro up --demo                 # replicas, gateway :8080, monitor, logs, backups; API :7070
       gyro up -c gyroscope.yaml      # what your config names
       kill -HUP $(pgrep -f 'gyro up') # reload after editing the config
     """
