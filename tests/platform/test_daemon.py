@@ -280,3 +280,25 @@ async def test_reload_rotates_the_api_token(tmp_path: Path) -> None:
             assert (await client.get("/v1/services", headers=new)).status_code == 200
     finally:
         await daemon.stop()
+
+
+async def test_reload_that_would_leave_an_exposed_api_without_token_is_rejected(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gyroscope.yaml"
+    data = config_dict("a")
+    data["platform"].update({"listen": "0.0.0.0:0", "token": "t0ken"})  # traffic stays on loopback
+    path.write_text(yaml_for(data))
+    daemon = Daemon(load_config(path), data_dir=tmp_path / "data", config_path=path, build=build)
+    await daemon.start()
+    try:
+        # valid on its own (a loopback API needs no token), but the API cannot move on a reload
+        data["platform"] = {"listen": "127.0.0.1:0", "shutdown_grace": 0.5}
+        path.write_text(yaml_for(data))
+        assert await daemon.reload() is False
+        assert "platform.token removed" in (daemon.last_reload_error or "")
+        port = (daemon.api_url or "").rsplit(":", 1)[1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/v1/services")).status_code == 401
+    finally:
+        await daemon.stop()

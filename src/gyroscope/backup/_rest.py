@@ -49,6 +49,7 @@ from gyroscope.core import (
     Request,
     Response,
     Service,
+    bearer_ok,
     is_loopback,
     parse_host_port,
 )
@@ -158,10 +159,9 @@ class RepoServer(Service):
 
     def _refuse(self, request: Request) -> Response | None:
         """The answer to a request that must go no further: bad token, path, name or method."""
-        if self._token is not None:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
-            if not hmac.compare_digest(given, self._token):
-                return Response.error(401, "missing or wrong bearer token")
+        token = self._token
+        if token is not None and not bearer_ok(request.headers.get("authorization", ""), token):
+            return Response.error(401, "missing or wrong bearer token")
         if request.path == "/v1/list" and request.method == "GET":
             return None
         if not request.path.startswith(_PREFIX):

@@ -6,7 +6,6 @@ must carry ``Authorization: Bearer <token>``; listening beyond loopback without 
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 from pathlib import Path
@@ -18,6 +17,7 @@ from gyroscope.core import (
     Request,
     Response,
     StreamResponse,
+    bearer_ok,
     default_data_dir,
     metrics_response,
     parse_host_port,
@@ -66,9 +66,7 @@ def check_listen(listen: str, token: str | None) -> tuple[str, int]:
 
 def authorized(request: Request, token: bytes) -> bool:
     """True if the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    given = value.strip().encode("utf-8", "surrogateescape")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given, token)
+    return bearer_ok(request.headers.get("authorization", ""), token)
 
 
 def serve_alone(config: BackupConfig, listen: str, token: str | None = None) -> None:

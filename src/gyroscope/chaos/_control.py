@@ -16,13 +16,12 @@ must carry ``Authorization: Bearer <token>``.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gyroscope.chaos._faults import Faults
-from gyroscope.core import Handler, Request, Response, StreamResponse, metrics_response
+from gyroscope.core import Handler, Request, Response, StreamResponse, bearer_ok, metrics_response
 from gyroscope.errors import ProxyError
 
 if TYPE_CHECKING:
@@ -85,8 +84,4 @@ def _dispatch(proxy: FaultProxy, method: str, path: str, body: bytes) -> Respons
 
 
 def _authorized(request: Request, token: str) -> bool:
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        value.strip().encode(), token.encode()
-    )
+    return bearer_ok(request.headers.get("authorization", ""), token)

@@ -1,5 +1,6 @@
 """The shared kernel: config loading, Service lifecycle, clock, data dir, HTTP, metrics."""
 
+from gyroscope.core._auth import bearer_ok
 from gyroscope.core._browser import origin_problem
 from gyroscope.core._client import JsonCallError, call_json
 from gyroscope.core._clock import Clock, MonotonicClock
@@ -49,6 +50,7 @@ __all__ = [
     "WebSocket",
     "WebSocketResponse",
     "atomic_write",
+    "bearer_ok",
     "call_json",
     "default_data_dir",
     "format_validation_error",

@@ -23,8 +23,9 @@ True
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
+
+from gyroscope.core._config import is_loopback
 
 __all__ = ["origin_problem"]
 
@@ -38,12 +39,8 @@ def _hostname(authority: str) -> str:
 
 
 def _loopback_name(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    # *.localhost resolves to loopback too (RFC 6761)
+    return is_loopback(host) or host.endswith(".localhost")
 
 
 def origin_problem(headers: dict[str, str], *, check_host: bool) -> str | None:

@@ -15,7 +15,6 @@ monitors see when a replica's process dies (and, unlike ``crash``, it spares the
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import os
 import time
@@ -28,6 +27,7 @@ from gyroscope.core import (
     Response,
     Service,
     StreamResponse,
+    bearer_ok,
     is_loopback,
     metrics_response,
     origin_problem,
@@ -239,8 +239,7 @@ class DemoServer(Service):
         token = self.config.admin_token
         if token is None:
             return True
-        given = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(given, f"Bearer {token.get_secret_value()}".encode())
+        return bearer_ok(request.headers.get("authorization", ""), token.get_secret_value())
 
     async def _admin(self, request: Request) -> Response:
         # Without a token, still refuse a DNS-rebinding page (the model API itself takes any Host,

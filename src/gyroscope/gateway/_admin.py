@@ -15,7 +15,6 @@ each other worker's own admin port still shows its own.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from gyroscope.core import (
     JsonCallError,
     Request,
     Response,
+    bearer_ok,
     call_json,
     format_validation_error,
     metrics_response,
@@ -93,8 +93,9 @@ class AdminApi:
             return Response.error(400, f"bad request: {exc}")
 
     def _authorized(self, request: Request) -> bool:
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").encode()
-        return self.token is not None and hmac.compare_digest(given, self.token)
+        return self.token is not None and bearer_ok(
+            request.headers.get("authorization", ""), self.token
+        )
 
     async def _route(self, request: Request) -> Response:  # noqa: PLR0911 - one return per endpoint
         gw, method = self.gateway, request.method

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import hmac
 import json
 import logging
 import math
@@ -19,7 +18,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from gyroscope.core import Request, Response, StreamResponse, WebSocketResponse, metrics_response
+from gyroscope.core import (
+    Request,
+    Response,
+    StreamResponse,
+    WebSocketResponse,
+    bearer_ok,
+    metrics_response,
+)
 from gyroscope.logs._errors import BadInputError, LogStoreError, QuerySyntaxError
 from gyroscope.logs._ingest import parse_json_lines, parse_loki_push, parse_time
 from gyroscope.logs._logql import LogQuery, MetricQuery, parse_query, parse_selector
@@ -86,19 +92,6 @@ def _non_negative(req: Request, name: str, default: int) -> int:
     return value
 
 
-def _bearer_ok(header: str, token: str) -> bool:
-    """Constant-time compare as bytes, so a non-ASCII header is a 401, not a TypeError.
-
-    The HTTP server decodes header bytes as latin-1; encoding back gives the bytes sent (a UTF-8
-    token arrives as its UTF-8 bytes and matches).
-    """
-    try:
-        sent = header.encode("latin-1")
-    except UnicodeEncodeError:
-        sent = header.encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(sent, f"Bearer {token}".encode("utf-8", "surrogateescape"))
-
-
 class LogApi:
     """Routes requests to the store; every error is one JSON line with a 4xx/5xx status."""
 
@@ -128,7 +121,7 @@ class LogApi:
 
     async def __call__(self, req: Request) -> Response | StreamResponse | WebSocketResponse:
         token = self.server.config.token
-        if token and not _bearer_ok(req.headers.get("authorization", ""), token.get_secret_value()):
+        if token and not bearer_ok(req.headers.get("authorization", ""), token.get_secret_value()):
             return Response.error(401, "missing or wrong bearer token")
         path = req.path.rstrip("/") or "/"
         handler = self.routes.get((req.method, path))

@@ -4,14 +4,13 @@ acknowledgements, pending notifications, pushed samples)."""
 
 from __future__ import annotations
 
-import hmac
 import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gyroscope.core import Request, Response
+from gyroscope.core import Request, Response, bearer_ok
 from gyroscope.errors import MonitorError
 from gyroscope.monitor._api_input import (
     json_kind,
@@ -78,8 +77,8 @@ class MonitorApi:
     async def handle(self, request: Request) -> Response:
         token = self.s.config.token
         if token is not None and request.path not in ("/-/healthy", "/-/ready"):
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            given = request.headers.get("authorization", "")
+            if not bearer_ok(given, token.get_secret_value()):
                 return _bad("missing or wrong bearer token", 401, "unauthorized")
         try:
             return await self._route(request)

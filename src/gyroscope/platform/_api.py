@@ -7,12 +7,11 @@ config refuses a non-loopback address without one.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from gyroscope import __version__
-from gyroscope.core import Request, Response, StreamResponse, metrics_response
+from gyroscope.core import Request, Response, StreamResponse, bearer_ok, metrics_response
 
 if TYPE_CHECKING:
     from gyroscope.platform._daemon import Daemon
@@ -27,9 +26,7 @@ def platform_handler(daemon: Daemon) -> Callable[[Request], Awaitable[Response |
         token = daemon.config.platform.token
         if token is None or not token.get_secret_value():
             return True  # an empty token is none (and is refused off loopback by the config)
-        given = request.headers.get("authorization", "")
-        expected = f"Bearer {token.get_secret_value()}"
-        return hmac.compare_digest(given.encode(), expected.encode())
+        return bearer_ok(request.headers.get("authorization", ""), token.get_secret_value())
 
     async def healthz(_: Request) -> Response:
         report = daemon.health_report()
