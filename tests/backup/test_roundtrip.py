@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gyroscope.backup import (
     Repository,
@@ -20,6 +23,7 @@ from gyroscope.backup import (
     list_snapshots,
     restore,
 )
+from gyroscope.backup._restore import _batches
 
 from .conftest import make_tree, snapshot_of
 
@@ -142,3 +146,35 @@ def test_hard_link_restored_alone_gets_its_content(repo: Repository, tmp_path: P
     base = out / str(src).lstrip("/")
     assert (base / "hard").read_bytes() == (src / "hard").read_bytes()
     assert not (base / "docs" / "a.txt").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "a/b", "c", "d/e/f"]), st.integers(0, 5 << 20)),
+        max_size=300,
+    )
+)
+def test_restore_batches_keep_one_directory_each_and_spread_threads(
+    files: list[tuple[str, int]],
+) -> None:
+    """Every file lands in exactly one batch; a batch never mixes directories or grows past its
+    bounds; and no directory's batches come two in a row while another directory has work left,
+    so parallel threads do not queue on one directory's lock."""
+    entries = [{"p": f"{d}/f{i}", "t": "f", "s": s} for i, (d, s) in enumerate(files)]
+    batches = _batches(entries, count=8, size=4 << 20)
+    assert sorted(e["p"] for b in batches for e in b) == sorted(e["p"] for e in entries)
+    for batch in batches:
+        assert batch
+        assert len({e["p"].rpartition("/")[0] for e in batch}) == 1
+        assert len(batch) <= 8
+        assert sum(e["s"] for e in batch[:-1]) < 4 << 20  # a batch closes once past its size
+        # within a directory, files keep their order (consecutive files share its entry)
+        order = [int(e["p"].rpartition("/f")[2]) for e in batch]
+        assert order == sorted(order)
+    dirs = [b[0]["p"].rpartition("/")[0] for b in batches]
+    remaining = {d: dirs.count(d) for d in set(dirs)}
+    for here, after in itertools.pairwise(dirs):
+        remaining[here] -= 1
+        if here == after:
+            assert all(n == 0 for d, n in remaining.items() if d != here)

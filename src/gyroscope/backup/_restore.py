@@ -22,6 +22,7 @@ is refused.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import stat
@@ -365,11 +366,29 @@ def _restore_files(
             if current is not None:
                 os.close(current[1])
 
-    # Hand out files in small batches: one future per file costs more than restoring a tiny file.
-    batches = [files[i : i + 16] for i in range(0, len(files), 16)]
     with ThreadPoolExecutor(threads, thread_name_prefix="restore") as pool:
-        for _ in pool.map(run_batch, batches):
+        for _ in pool.map(run_batch, _batches(files)):
             pass
+
+
+def _batches(files: list[Entry], *, count: int = 32, size: int = 8 << 20) -> list[list[Entry]]:
+    """Files in batches of one directory each, interleaved across directories.
+
+    One future per file costs more than restoring a tiny file, hence batches. Creating a file holds
+    its directory's lock, so threads filling one directory mostly wait for each other: handing out
+    the batches round-robin over directories keeps concurrent threads in different ones.
+    """
+    by_dir: dict[str, list[list[Entry]]] = {}
+    filled: dict[str, int] = {}  # bytes in each directory's last batch
+    for entry in files:
+        parent = entry["p"].rpartition("/")[0]
+        batches = by_dir.setdefault(parent, [[]])
+        if len(batches[-1]) >= count or filled.get(parent, 0) >= size:
+            batches.append([])
+            filled[parent] = 0
+        batches[-1].append(entry)
+        filled[parent] = filled.get(parent, 0) + entry.get("s", 0)
+    return [batch for row in itertools.zip_longest(*by_dir.values()) for batch in row if batch]
 
 
 def _restore_special(
