@@ -8,6 +8,7 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -161,7 +162,9 @@ def test_restore_batches_keep_one_directory_each_and_spread_threads(
     """Every file lands in exactly one batch; a batch never mixes directories or grows past its
     bounds; and no directory's batches come two in a row while another directory has work left,
     so parallel threads do not queue on one directory's lock."""
-    entries = [{"p": f"{d}/f{i}", "t": "f", "s": s} for i, (d, s) in enumerate(files)]
+    entries: list[dict[str, Any]] = [
+        {"p": f"{d}/f{i}", "t": "f", "s": s} for i, (d, s) in enumerate(files)
+    ]
     batches = _batches(entries, count=8, size=4 << 20)
     assert sorted(e["p"] for b in batches for e in b) == sorted(e["p"] for e in entries)
     for batch in batches:
