@@ -126,6 +126,19 @@ async def test_http_probe_checks_status_body_and_json(target: Target) -> None:
         assert down["probe_success"] == 0.0
 
 
+async def test_http_probe_labels_carry_no_credentials(target: Target) -> None:
+    """A target's user:password and query values reach the replica but never a label: series and
+    alerts keep their labels for as long as the data is retained."""
+    port = target.server.port
+    url = f"http://probe:s3cret-pw@127.0.0.1:{port}/m?token=t0ken-value&verbose"
+    async with httpx.AsyncClient() as client:
+        samples = await probe(ProbeConfig(name="p", target=url), client)
+    assert _by_name(samples)["probe_success"] == 1.0
+    instances = {dict(lb)["instance"] for lb, _ in samples}
+    assert instances == {f"http://127.0.0.1:{port}/m?token=…&verbose"}
+    assert "s3cret" not in repr(samples) and "t0ken" not in repr(samples)
+
+
 async def test_tcp_and_dns_probes(target: Target) -> None:
     async with httpx.AsyncClient() as client:
         up = _by_name(

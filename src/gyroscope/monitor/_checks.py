@@ -20,6 +20,7 @@ from gyroscope.monitor._config import HostConfig, ProbeConfig
 from gyroscope.monitor._dbchecks import check_database, database_samples
 from gyroscope.monitor._exposition import Labels
 from gyroscope.monitor._gpu import gpu_samples, gpu_status
+from gyroscope.monitor._redact import label_url
 
 __all__ = [
     "check_database",
@@ -116,7 +117,7 @@ async def _dns(cfg: ProbeConfig) -> bool:
 
 async def probe(cfg: ProbeConfig, client: httpx.AsyncClient) -> Samples:
     """Run one probe; ``probe_success``, ``probe_duration_seconds`` and kind-specific samples."""
-    base = {"job": cfg.name, "instance": cfg.target, **cfg.labels}
+    base = {"job": cfg.name, "instance": label_url(cfg.target), **cfg.labels}
     started = time.perf_counter()
     if cfg.kind == "http":
         out = await _http(cfg, client, base)

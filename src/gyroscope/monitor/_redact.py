@@ -5,6 +5,8 @@ secret in the path, others in ``user:password@`` or the query).
 'https://hooks.example.com/…'
 >>> safe_url("http://bob:pw@127.0.0.1:9000")
 'http://127.0.0.1:9000'
+>>> label_url("https://bob:pw@127.0.0.1:9000/health?token=abc&full")
+'https://127.0.0.1:9000/health?token=…&full'
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-__all__ = ["reveal", "safe_url", "scrub_url"]
+__all__ = ["label_url", "reveal", "safe_url", "scrub_url"]
 
 
 def reveal(url: str | SecretStr) -> str:
@@ -46,3 +48,18 @@ def scrub_url(text: str, url: str | SecretStr) -> str:
         if len(secret) > 3:
             text = text.replace(secret, "…")
     return text
+
+
+def label_url(url: str) -> str:
+    """A probe target as a label value: host and path kept (they tell probes apart), userinfo
+    dropped and query values masked (a token there would otherwise live on in every series)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # host:port or a DNS name: nothing secret in it
+    authority, slash, path = rest.partition("/")
+    host = authority.rpartition("@")[2]
+    path, qmark, query = path.partition("?")
+    masked = "&".join(
+        name + ("=…" if eq else "") for name, eq, _ in (p.partition("=") for p in query.split("&"))
+    )
+    return f"{scheme}://{host}{slash}{path}{qmark}{masked}"

@@ -42,6 +42,7 @@ from gyroscope.monitor._promql import Engine
 from gyroscope.monitor._ruleeval import ActiveAlert, GroupEvaluator
 from gyroscope.monitor._rulefile import Rule, RuleGroup, load_rule_file, parse_rule_groups
 from gyroscope.monitor._scrape import ScrapeTarget
+from gyroscope.monitor._redact import label_url
 from gyroscope.monitor._silences import Silence
 from gyroscope.monitor._slo import slo_rule_group
 from gyroscope.monitor._tsdb import TSDB
@@ -397,7 +398,7 @@ class MonitorService(Service):
         self._probes[cfg.name] = {
             "name": cfg.name,
             "kind": cfg.kind,
-            "target": cfg.target,
+            "target": label_url(cfg.target),
             "success": bool(values.get("probe_success")),
             "duration": values.get("probe_duration_seconds"),
             "at": time.time(),
