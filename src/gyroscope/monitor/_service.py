@@ -39,10 +39,10 @@ from gyroscope.monitor._history import History
 from gyroscope.monitor._logship import LogShipper
 from gyroscope.monitor._notify import DeliveryQueue
 from gyroscope.monitor._promql import Engine
+from gyroscope.monitor._redact import label_url
 from gyroscope.monitor._ruleeval import ActiveAlert, GroupEvaluator
 from gyroscope.monitor._rulefile import Rule, RuleGroup, load_rule_file, parse_rule_groups
 from gyroscope.monitor._scrape import ScrapeTarget
-from gyroscope.monitor._redact import label_url
 from gyroscope.monitor._silences import Silence
 from gyroscope.monitor._slo import slo_rule_group
 from gyroscope.monitor._tsdb import TSDB
