@@ -161,9 +161,16 @@ class Link:
         shared.links.add(self)
         shared.idle.clear()
         shared.counters.active += 1
-        transport.pause_reading()  # until the upstream connection exists
+        # Hold the client until the upstream connection exists, from the next loop pass: CPython
+        # 3.11.2 (Debian 12's) starts reading once connection_made returns even if it paused, and
+        # then takes every later pause for a no-op, so back-pressure would never apply.
+        self.loop.call_soon(self._hold_client, transport)
         self._connect_task = self.loop.create_task(self._connect())
         self.faults_changed()
+
+    def _hold_client(self, transport: asyncio.Transport) -> None:
+        if self.upstream is None and not self.closed and not transport.is_closing():
+            transport.pause_reading()
 
     async def _connect(self) -> None:
         host, port = self.shared.upstream
