@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,41 @@ def test_init_if_missing_needs_a_password(tmp_path: Path) -> None:
                 ]
             }
         )
+
+
+def test_simultaneous_first_runs_create_one_repository(tmp_path: Path) -> None:
+    """A job's backup and its drill may fire in the same minute on two threads: they must end up
+    on one repository, with one master key, not two keys behind the same password."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gyroscope.backup import BackupConfig
+    from gyroscope.backup._jobs import open_repository
+    from gyroscope.core import validate_config
+
+    config = validate_config(
+        BackupConfig,
+        {
+            "repositories": [
+                {
+                    "name": "local",
+                    "location": str(tmp_path / "repo"),
+                    "password": PW,
+                    "init_if_missing": True,
+                }
+            ],
+        },
+    )
+    start = threading.Barrier(6)
+
+    def first_run(_: int) -> tuple[str, bytes]:
+        start.wait()
+        repo = open_repository(config, "local")
+        try:
+            return repo.config["id"], repo.key.chunk_id(b"same bytes")
+        finally:
+            repo.close()
+
+    with ThreadPoolExecutor(6) as pool:
+        seen = set(pool.map(first_run, range(6)))
+    assert len(seen) == 1  # one repository id, one chunk-id key
+    assert len(list((tmp_path / "repo" / "keys").iterdir())) == 1
