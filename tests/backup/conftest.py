@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,41 @@ def snapshot_of(root: Path) -> dict[str, tuple[object, ...]]:
                     st.st_nlink,
                 )
     return out
+
+
+def race_inits(location: str, *, racers: int = 4, deletable: bool = True) -> None:
+    """``racers`` threads run ``Repository.init`` on ``location`` at once (two hosts' first
+    scheduled runs): exactly one creates the repository, the others are told it exists, and every
+    opener afterwards reads what the winner writes. Losers take their keys back unless the storage
+    refuses deletes (append-only); a reader then skips those keys by the config's key check."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gyroscope.backup import RepositoryExists
+
+    start = threading.Barrier(racers)
+    secret = Secret(password=b"racing first runs")
+
+    def init(_: int) -> Repository | None:
+        start.wait()
+        try:
+            return Repository.init(location, secret, kdf=FAST_KDF)
+        except RepositoryExists:
+            return None
+
+    with ThreadPoolExecutor(racers) as pool:
+        made = [r for r in pool.map(init, range(racers)) if r is not None]
+    assert len(made) == 1
+    (winner,) = made
+    blob = winner.key.chunk_id(b"written by the winner")
+    try:
+        for _ in range(3):
+            reader = Repository.open(location, secret)
+            try:
+                assert reader.config["id"] == winner.config["id"]
+                assert reader.key.chunk_id(b"written by the winner") == blob
+                keys = len(reader.backend.list("keys"))
+                assert keys == 1 if deletable else keys == racers
+            finally:
+                reader.close()
+    finally:
+        winner.close()

@@ -29,7 +29,7 @@ from gyroscope.backup import (
 from gyroscope.backup._rest import RepoServer
 from gyroscope.errors import ConfigError
 from gyroscope.testing import free_port, wait_for_port
-from tests.backup.conftest import FAST_KDF, make_tree, snapshot_of
+from tests.backup.conftest import FAST_KDF, make_tree, race_inits, snapshot_of
 
 Serve = Callable[..., tuple[str, subprocess.Popen[bytes]]]
 
@@ -203,3 +203,12 @@ def test_server_killed_mid_backup_then_rerun_completes(serve: Serve, tmp_path: P
     restored = out / str(src).lstrip("/")
     assert all((restored / p.name).read_bytes() == p.read_bytes() for p in src.iterdir())
     again.close()
+
+
+@pytest.mark.parametrize("append_only", [False, True])
+def test_racing_inits_over_http_make_one_repository(
+    serve: Serve, tmp_path: Path, append_only: bool
+) -> None:
+    (tmp_path / "repo").mkdir()
+    url, _ = serve(tmp_path / "repo", *(["--append-only"] if append_only else []))
+    race_inits(url, deletable=not append_only)

@@ -24,7 +24,7 @@ from gyroscope.backup import (
 )
 from gyroscope.testing import require_server
 
-from .conftest import FAST_KDF, make_tree, snapshot_of
+from .conftest import FAST_KDF, make_tree, race_inits, snapshot_of
 
 SERVICES = os.environ.get("GYRO_SERVICES_DIR", "/tmp/gyroscope-services")
 DEFAULT_URL = (
@@ -78,3 +78,7 @@ def test_unknown_host_key_is_refused(sftp_url: str, tmp_path: Path) -> None:
     key = dict(p.split("=", 1) for p in query.split("&"))["key"]
     with pytest.raises(BackendError, match="cannot connect"):
         Repository.open(f"{base}?key={key}&known_hosts={empty}", Secret(password=b"x"))
+
+
+def test_racing_inits_over_sftp_make_one_repository(sftp_url: str) -> None:
+    race_inits(sftp_url)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -45,6 +46,7 @@ class Backend(Protocol):
     location: str
 
     def write(self, name: str, data: bytes | bytearray | memoryview) -> None: ...
+    def create(self, name: str, data: bytes | bytearray | memoryview) -> bool: ...
     def read(self, name: str) -> bytes: ...
     def read_range(self, name: str, offset: int, length: int) -> bytes: ...
     def exists(self, name: str) -> bool: ...
@@ -99,6 +101,29 @@ class LocalBackend:
             atomic_write(path, data, mode=0o600)  # temporary, fsync, rename, directory fsync
         except OSError as exc:
             raise map_os_error(exc, self.location, name) from exc
+
+    def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
+        """Store ``data`` as ``name`` unless it exists (then False): a hard link of a complete
+        temporary file, which the kernel refuses to put over an existing name."""
+        path = self._path(name)
+        tmp = path.with_name(f".{path.name}.create-{secrets.token_hex(8)}")
+        try:
+            self._ensure_dir(path.parent)
+            atomic_write(tmp, data, mode=0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            finally:
+                tmp.unlink()
+            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise map_os_error(exc, self.location, name) from exc
+        return True
 
     def read(self, name: str) -> bytes:
         try:
@@ -215,6 +240,9 @@ class AppendOnly:
                 location=self.location,
             )
         self.inner.write(name, data)
+
+    def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
+        return self.inner.create(name, data)  # never replaces anything
 
     def read(self, name: str) -> bytes:
         return self.inner.read(name)

@@ -13,7 +13,12 @@ from pathlib import Path
 from gyroscope.backup._archiver import BackupResult, backup
 from gyroscope.backup._config import BackupConfig, JobConfig, RepositoryConfig, parse_duration
 from gyroscope.backup._drill import DrillResult, restore_drill
-from gyroscope.backup._errors import AppendOnlyError, RepositoryLockedError, RepositoryNotFound
+from gyroscope.backup._errors import (
+    AppendOnlyError,
+    RepositoryExists,
+    RepositoryLockedError,
+    RepositoryNotFound,
+)
 from gyroscope.backup._prune import forget, prune
 from gyroscope.backup._repo import Repository, Secret
 from gyroscope.backup._retention import RetentionPolicy
@@ -64,7 +69,10 @@ def open_repository(config: BackupConfig, name: str) -> Repository:
         except RepositoryNotFound:
             pass
         log.info("creating backup repository %s at %s (init_if_missing)", cfg.name, cfg.location)
-        return Repository.init(cfg.location, secret, append_only=cfg.append_only)
+        try:
+            return Repository.init(cfg.location, secret, append_only=cfg.append_only)
+        except RepositoryExists:  # another host's first run created it a moment ago
+            return Repository.open(cfg.location, secret, append_only=cfg.append_only)
 
 
 def _sources(job: JobConfig) -> tuple[list[str], list[Source]]:

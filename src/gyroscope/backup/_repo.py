@@ -16,6 +16,8 @@ index names ("orphans"), which the next backup indexes from their headers and so
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import logging
 import os
@@ -50,6 +52,7 @@ from gyroscope.backup._errors import (
     RepositoryVersionError,
     WrongPasswordError,
 )
+from gyroscope.errors import BackupError
 
 __all__ = ["FORMAT_VERSION", "IndexEntry", "Repository", "Secret"]
 
@@ -102,6 +105,12 @@ class Secret:
         return kek_from_password(self.password, bytes.fromhex(key_doc["salt"]), params)
 
 
+def _key_check(master: MasterKey) -> str:
+    """A fingerprint of the master key kept in ``config`` (revealing nothing of the key): a
+    reader then never unlocks with a stray key that wraps another master key."""
+    return master.chunk_id(b"gyroscope key check").hex()[:32]
+
+
 def pack_name(pack_id: str) -> str:
     return f"data/{pack_id[:2]}/{pack_id}"
 
@@ -140,6 +149,22 @@ class Repository:
         kdf: KdfParams | None = None,
     ) -> Repository:
         backend = open_backend(location)
+        try:
+            config, master = cls._create(backend, location, secret, append_only, kdf)
+        except BaseException:
+            backend.close()  # a repository already there, a full disk: release connections
+            raise
+        repo = cls(backend, master, config)
+        return repo.with_append_only() if append_only else repo
+
+    @staticmethod
+    def _create(
+        backend: Backend,
+        location: str,
+        secret: Secret,
+        append_only: bool,
+        kdf: KdfParams | None,
+    ) -> tuple[dict[str, Any], MasterKey]:
         if backend.exists("config"):
             raise RepositoryExists(
                 "a repository already exists here (choose an empty location)", location=location
@@ -165,11 +190,19 @@ class Repository:
                 "parallelism": params.parallelism,
             }
         key_doc["key"] = wrap_key(master, secret.kek(key_doc))
-        backend.write(f"keys/{os.urandom(16).hex()}", json.dumps(key_doc).encode())
-        # The config goes last: a location with a config is a complete repository.
-        backend.write("config", json.dumps(config).encode())
-        repo = cls(backend, master, config)
-        return repo.with_append_only() if append_only else repo
+        config["key_check"] = _key_check(master)
+        key_name = f"keys/{os.urandom(16).hex()}"
+        backend.write(key_name, json.dumps(key_doc).encode())
+        # The config goes last: a location with a config is a complete repository. It is created,
+        # never replaced: of two inits racing here (two hosts' first scheduled runs), one wins and
+        # the other takes its key back and reports the repository that now exists.
+        if not backend.create("config", json.dumps(config).encode()):
+            with contextlib.suppress(BackupError, OSError):
+                backend.delete(key_name)
+            raise RepositoryExists(
+                "a repository was created here meanwhile; open it", location=location
+            )
+        return config, master
 
     @classmethod
     def open(cls, location: str, secret: Secret, *, append_only: bool = False) -> Repository:
@@ -177,7 +210,7 @@ class Repository:
         try:
             config = cls._read_config(backend, location)
             started = time.monotonic()
-            master = cls._unlock(backend, location, secret)
+            master = cls._unlock(backend, location, secret, config.get("key_check"))
         except BaseException:
             backend.close()  # no repository, a wrong password: release connections, descriptors
             raise
@@ -222,16 +255,22 @@ class Repository:
         return config
 
     @staticmethod
-    def _unlock(backend: Backend, location: str, secret: Secret) -> MasterKey:
+    def _unlock(
+        backend: Backend, location: str, secret: Secret, key_check: str | None
+    ) -> MasterKey:
         wanted = set()
         for info in backend.list("keys"):
             doc = json.loads(backend.read(info.name))
             try:
-                return unwrap_key(doc["key"], secret.kek(doc))
+                master = unwrap_key(doc["key"], secret.kek(doc))
             except ValueError as exc:
                 wanted.add(str(exc))
+                continue
             except InvalidTagError:
                 continue
+            if key_check is None or hmac.compare_digest(_key_check(master), key_check):
+                return master
+            log.warning("%s: ignoring %s (left by an init that lost a race)", location, info.name)
         if wanted == {"keyfile"}:
             raise WrongPasswordError(
                 "this repository is opened with a key file (--key-file)", location=location

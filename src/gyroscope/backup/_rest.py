@@ -12,7 +12,8 @@ Protocol (all under ``/v1``; a bearer token when one is set, required beyond loo
 
     GET    /v1/objects/NAME      the object (``Range: bytes=A-B`` for a part); 404 when missing
     HEAD   /v1/objects/NAME      200 or 404
-    PUT    /v1/objects/NAME      store atomically (temporary file, fsync, rename); 409 append-only
+    PUT    /v1/objects/NAME      store atomically (temporary file, fsync, rename); 409 append-only;
+                                 with If-None-Match: * only if absent (else 412)
     DELETE /v1/objects/NAME      204; 403 in append-only mode
     GET    /v1/list?prefix=P     JSON ``[[name, size, mtime], ...]`` under ``P``
 
@@ -188,6 +189,9 @@ class RepoServer(Service):
 
     async def _put(self, request: Request, name: str) -> Response:
         store, body = self._store, request.body
+        if request.headers.get("if-none-match", "").strip() == "*":  # create, never replace
+            created = await asyncio.to_thread(store.create, name, body)
+            return Response(status=201) if created else Response.error(412, f"{name} exists")
         if self.append_only and not name.startswith("locks/"):
             try:
                 existing = await asyncio.to_thread(store.read, name)
@@ -290,6 +294,18 @@ class HttpBackend:
 
     def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self._call("PUT", name, content=bytes(data))
+
+    def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
+        url = f"{self.base}{_PREFIX}{quote(name)}"
+        try:
+            answer = self._client().put(url, content=bytes(data), headers={"if-none-match": "*"})
+        except httpx.HTTPError as exc:
+            raise BackendError(f"{name}: {exc}", location=self.location) from exc
+        if answer.status_code == 412:
+            return False
+        if answer.status_code >= 300:
+            raise self._error(answer, name)
+        return True
 
     def read(self, name: str) -> bytes:
         return self._call("GET", name).content

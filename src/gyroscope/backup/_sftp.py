@@ -126,6 +126,30 @@ class SftpBackend:
                 sftp.remove(tmp)
             raise self._error(exc, name) from exc
 
+    def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
+        """Like ``write``, but the plain SFTP rename, which fails when the target exists (OpenSSH
+        renames files with link and unlink), so of two racing creators exactly one succeeds."""
+        path = PurePosixPath(self._path(name))
+        tmp = str(path.with_name(f".tmp-{uuid.uuid4().hex}"))
+        sftp = self._sftp()
+        try:
+            self._mkdirs(path.parent)
+            with sftp.open(tmp, "wb") as fh:
+                fh.set_pipelined(True)
+                fh.write(bytes(data) if isinstance(data, memoryview) else data)
+            try:
+                sftp.rename(tmp, str(path))
+            except OSError:
+                if self.exists(name):
+                    return False
+                raise
+            return True
+        except (OSError, paramiko.SSHException) as exc:
+            raise self._error(exc, name) from exc
+        finally:
+            with contextlib.suppress(OSError, paramiko.SSHException):
+                sftp.remove(tmp)
+
     def read(self, name: str) -> bytes:
         try:
             with self._sftp().open(self._path(name), "rb") as fh:
