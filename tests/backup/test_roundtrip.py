@@ -181,3 +181,21 @@ def test_restore_batches_keep_one_directory_each_and_spread_threads(
         remaining[here] -= 1
         if here == after:
             assert all(n == 0 for d, n in remaining.items() if d != here)
+
+
+def test_restore_threads_default_to_cores_locally_and_twice_that_remotely(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gyroscope.backup._backend import AppendOnly
+    from gyroscope.backup._restore import default_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_threads(repo) == 2  # CPU-bound: more threads only contend for the GIL
+    local = repo.backend
+    repo.backend = AppendOnly(local)  # type: ignore[assignment]
+    assert default_threads(repo) == 2
+    repo.backend = object()  # type: ignore[assignment]  # SFTP or HTTP: reads wait on the network
+    assert default_threads(repo) == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert default_threads(repo) == 8
+    repo.backend = local

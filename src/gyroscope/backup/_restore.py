@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from gyroscope.backup._backend import AppendOnly, LocalBackend
 from gyroscope.backup._chunker import Chunker
 from gyroscope.backup._errors import SnapshotNotFound
 from gyroscope.backup._repo import Repository
 from gyroscope.backup._tree import Entry, Snapshot
 from gyroscope.errors import BackupError
 
-__all__ = ["RestoreStats", "dump", "file_chunk_ids", "restore"]
+__all__ = ["RestoreStats", "default_threads", "dump", "file_chunk_ids", "restore"]
 
 IS_ROOT = os.geteuid() == 0
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -268,7 +269,7 @@ def restore(
     target: Path,
     *,
     include: list[str] | tuple[str, ...] = (),
-    threads: int = 8,
+    threads: int | None = None,
     verify: bool = False,
     progress: Callable[[RestoreStats], None] | None = None,
 ) -> RestoreStats:
@@ -286,7 +287,14 @@ def restore(
         dirs = _make_dirs(root, [e for e in entries if e["t"] == "d"], stats)
         files = [e for e in entries if e["t"] == "f"]
         _restore_files(
-            repo, root, files, stats, fresh=fresh, threads=threads, verify=verify, progress=progress
+            repo,
+            root,
+            files,
+            stats,
+            fresh=fresh,
+            threads=threads or default_threads(repo),
+            verify=verify,
+            progress=progress,
         )
         by_path = {e["p"]: e for e in everything if e["t"] == "f"}  # hard-link targets
         chunker = repo.chunker()
@@ -302,6 +310,17 @@ def restore(
     finally:
         root.close()
     return stats
+
+
+def default_threads(repo: Repository) -> int:
+    """One thread per core when the repository is a local directory: restoring is then CPU-bound
+    (decrypting, and the kernel creating and filling files), and more threads than cores only
+    contend for the GIL (measured: 14% slower with two per core). Over SFTP or HTTP a read waits
+    on the network, so two per core. At most 8 either way."""
+    cores = os.cpu_count() or 2
+    backend = repo.backend
+    inner = backend.inner if isinstance(backend, AppendOnly) else backend
+    return min(8, cores if isinstance(inner, LocalBackend) else 2 * cores)
 
 
 def _make_dirs(root: _Target, dirs: list[Entry], stats: RestoreStats) -> list[Entry]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -64,9 +63,9 @@ def snapshots(repo: str, password_file: Path | None, key_file: Path | None, as_j
 )
 @click.option(
     "--threads",
-    default=min(8, 2 * (os.cpu_count() or 2)),
-    show_default=True,
-    help="Restore threads.",
+    type=click.IntRange(1, 64),
+    help="Restore threads [default: one per core for a local repository, two per core over "
+    "SFTP or HTTP; at most 8].",
 )
 @json_option
 def restore(
@@ -78,7 +77,7 @@ def restore(
     include: tuple[str, ...],
     before: str | None,
     verify: bool,
-    threads: int,
+    threads: int | None,
     as_json: bool,
 ) -> None:
     """Restore SNAPSHOT (an id, id prefix or 'latest') from REPO under --target.
