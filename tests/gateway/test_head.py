@@ -7,7 +7,10 @@ import asyncio
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gyroscope.gateway import _head
 from gyroscope.gateway._head import simple_head
 
 NGINX = (
@@ -123,3 +126,46 @@ async def test_a_fast_path_body_cut_short_aborts_the_client(raw_upstream, gatewa
     async with httpx.AsyncClient(base_url=gw.url) as client:
         with pytest.raises(httpx.HTTPError):
             await client.get("/")
+
+
+_PIECES = [
+    b"HTTP/1.1 200 OK\r\n",
+    b"HTTP/1.1 204 No Content\r\n",
+    b"HTTP/1.0 200 OK\r\n",
+    b"Content-Length: 2\r\n",
+    b"content-length: 10\r\n",
+    b"Connection: close\r\n",
+    b"Connection: keep-alive\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Date: Thu, 26 Nov 2026 23:00:00 GMT\r\n",
+    b"X-A: \x00\r\n",
+    b" folded\r\n",
+    b"\r\n",
+    b"\n",
+    b"ab",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=8), st.binary(max_size=6))
+def test_remembered_heads_give_the_verdict_a_fresh_parse_gives(pieces, tail):
+    """Heads are remembered by their bytes: a second look, or the same head with another body,
+    never changes what the fast path decides."""
+    data = b"".join(pieces) + tail
+    expected = _head._parse(data)
+    assert simple_head(data) == expected
+    assert simple_head(data) == expected  # now from the table
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        assert simple_head(data[: end + 4] + b"other body") == _head._parse(
+            data[: end + 4] + b"other body"
+        )
+    assert len(_head._SEEN) <= _head._SEEN_MAX
+
+
+def test_the_table_of_heads_stays_bounded():
+    for n in range(3 * _head._SEEN_MAX):
+        assert simple_head(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n) is not None
+    assert len(_head._SEEN) <= _head._SEEN_MAX
+    huge = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 8000 + b"\r\nContent-Length: 0\r\n\r\n"
+    assert simple_head(huge) is not None and huge[: huge.find(b"\r\n\r\n") + 4] not in _head._SEEN

@@ -100,6 +100,22 @@ def test_plain_head_equals_the_parsed_head(data: bytes) -> None:
 )
 def test_anything_not_plain_is_left_to_httptools(data: bytes) -> None:
     assert plain_request(data) is None
+    assert plain_request(data) is None  # remembered: the same verdict
+
+
+def test_remembered_requests_stay_exact_and_bounded() -> None:
+    """Requests are remembered by their exact bytes (clients repeat them): a remembered verdict
+    equals a fresh parse, a request one byte longer is parsed afresh, and the table is bounded."""
+    from gyroscope.gateway import _request
+
+    for n in range(3 * _request._SEEN_MAX):
+        data = b"GET /v1/models?page=%d HTTP/1.1\r\nHost: a\r\n\r\n" % n
+        assert plain_request(data) == _request._parse(data) is not None
+        assert plain_request(data) == _request._parse(data)
+        assert plain_request(data[:-1]) is None  # incomplete: the parser waits for the rest
+        assert len(_request._SEEN) <= _request._SEEN_MAX
+    big = b"GET /" + b"a" * 4000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    assert plain_request(big) is not None and big not in _request._SEEN
 
 
 async def test_plain_and_parsed_requests_share_one_connection(echo, gateway, monkeypatch):

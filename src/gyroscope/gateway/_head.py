@@ -39,12 +39,36 @@ _NOT_SIMPLE = re.compile(
 SimpleHead = tuple[int, int, bytes, int, bool, bool]
 
 
-def simple_head(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out is one rule
+# Heads seen lately and what they parse to. A replica answers the same request with the same head
+# (only Date changes, once a second), so most heads are parsed once. The verdict is a function of
+# the head's bytes alone, so a hit is exact; the table is bounded and simply emptied when full.
+_SEEN: dict[bytes, SimpleHead | None] = {}
+_SEEN_MAX = 256
+_SEEN_LONGEST = 4096
+
+
+def simple_head(data: bytes) -> SimpleHead | None:
     """The head at the start of ``data`` if it is complete and plain, else ``None``.
 
     A few C-level searches on a lowercased copy, no Python loop over the headers: this runs on
     every response and must cost far less than the parser and the re-rendering it replaces.
     """
+    end = data.find(b"\r\n\r\n") + 4
+    if end == 3 or end > _SEEN_LONGEST:
+        return None if end == 3 else _parse(data)  # incomplete: the parser waits for the rest
+    head = data[:end]
+    try:
+        return _SEEN[head]
+    except KeyError:
+        pass
+    found = _parse(head)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[head] = found
+    return found
+
+
+def _parse(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out is one rule
     m = _SIMPLE.match(data)
     if m is None:
         return None

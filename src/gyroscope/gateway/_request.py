@@ -38,6 +38,13 @@ _NOT_PLAIN = re.compile(
 PlainRequest = tuple[bytes, bytes, bytes, bool]
 
 
+# Requests seen lately and what they parse to: clients repeat the same request bytes (polling,
+# health checks, listings), and the verdict depends on those bytes alone. Bounded; emptied when full.
+_SEEN: dict[bytes, PlainRequest | None] = {}
+_SEEN_MAX = 256
+_SEEN_LONGEST = 2048
+
+
 def plain_request(data: bytes) -> PlainRequest | None:
     """The request ``data`` holds if it is exactly one plain bodiless request, else ``None``.
 
@@ -49,6 +56,20 @@ def plain_request(data: bytes) -> PlainRequest | None:
     >>> plain_request(b"POST /v1/completions HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n") is None
     True
     """
+    if len(data) > _SEEN_LONGEST:
+        return _parse(data)
+    try:
+        return _SEEN[data]
+    except KeyError:
+        pass
+    found = _parse(data)
+    if len(_SEEN) >= _SEEN_MAX:
+        _SEEN.clear()
+    _SEEN[data] = found
+    return found
+
+
+def _parse(data: bytes) -> PlainRequest | None:
     m = _PLAIN.match(data)
     if m is None or m.end() != len(data):
         return None  # not plain, incomplete, or pipelined: httptools handles it
