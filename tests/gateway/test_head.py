@@ -160,12 +160,12 @@ def test_remembered_heads_give_the_verdict_a_fresh_parse_gives(pieces, tail):
         assert simple_head(data[: end + 4] + b"other body") == _head._parse(
             data[: end + 4] + b"other body"
         )
-    assert len(_head._SEEN) <= _head._SEEN_MAX
+    assert len(_head._SEEN) <= _head._SEEN.limit
 
 
 def test_the_table_of_heads_stays_bounded():
-    for n in range(3 * _head._SEEN_MAX):
+    for n in range(3 * _head._SEEN.limit):
         assert simple_head(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n) is not None
-    assert len(_head._SEEN) <= _head._SEEN_MAX
+    assert len(_head._SEEN) <= _head._SEEN.limit
     huge = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 8000 + b"\r\nContent-Length: 0\r\n\r\n"
     assert simple_head(huge) is not None and huge[: huge.find(b"\r\n\r\n") + 4] not in _head._SEEN

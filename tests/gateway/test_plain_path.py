@@ -108,12 +108,12 @@ def test_remembered_requests_stay_exact_and_bounded() -> None:
     equals a fresh parse, a request one byte longer is parsed afresh, and the table is bounded."""
     from gyroscope.gateway import _request
 
-    for n in range(3 * _request._SEEN_MAX):
+    for n in range(3 * _request._SEEN.limit):
         data = b"GET /v1/models?page=%d HTTP/1.1\r\nHost: a\r\n\r\n" % n
         assert plain_request(data) == _request._parse(data) is not None
         assert plain_request(data) == _request._parse(data)
         assert plain_request(data[:-1]) is None  # incomplete: the parser waits for the rest
-        assert len(_request._SEEN) <= _request._SEEN_MAX
+        assert len(_request._SEEN) <= _request._SEEN.limit
     big = b"GET /" + b"a" * 4000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
     assert plain_request(big) is not None and big not in _request._SEEN
 

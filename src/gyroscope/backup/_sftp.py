@@ -112,43 +112,42 @@ class SftpBackend:
         self._dirs.add(str(directory))
 
     def write(self, name: str, data: bytes | bytearray | memoryview) -> None:
-        path = PurePosixPath(self._path(name))
-        tmp = str(path.with_name(f".tmp-{uuid.uuid4().hex}"))
-        sftp = self._sftp()
-        try:
-            self._mkdirs(path.parent)
-            with sftp.open(tmp, "wb") as fh:
-                fh.set_pipelined(True)
-                fh.write(bytes(data) if isinstance(data, memoryview) else data)
-            sftp.posix_rename(tmp, str(path))
-        except (OSError, paramiko.SSHException) as exc:
-            with contextlib.suppress(OSError, paramiko.SSHException):
-                sftp.remove(tmp)
-            raise self._error(exc, name) from exc
+        self._store(name, data, replace=True)
 
     def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
-        """Like ``write``, but the plain SFTP rename, which fails when the target exists (OpenSSH
-        renames files with link and unlink), so of two racing creators exactly one succeeds."""
+        """Like ``write``, but with the plain SFTP rename, which fails when the target exists
+        (OpenSSH renames files with link and unlink): of two racing creators exactly one wins."""
+        return self._store(name, data, replace=False)
+
+    def _store(self, name: str, data: bytes | bytearray | memoryview, *, replace: bool) -> bool:
+        """Upload to a temporary name, then rename it into place; False if ``name`` existed and
+        ``replace`` is off."""
         path = PurePosixPath(self._path(name))
         tmp = str(path.with_name(f".tmp-{uuid.uuid4().hex}"))
         sftp = self._sftp()
+        stored = False
         try:
             self._mkdirs(path.parent)
             with sftp.open(tmp, "wb") as fh:
                 fh.set_pipelined(True)
                 fh.write(bytes(data) if isinstance(data, memoryview) else data)
-            try:
-                sftp.rename(tmp, str(path))
-            except OSError:
-                if self.exists(name):
-                    return False
-                raise
+            if replace:
+                sftp.posix_rename(tmp, str(path))
+            else:
+                try:
+                    sftp.rename(tmp, str(path))
+                except OSError:
+                    if self.exists(name):
+                        return False
+                    raise
+            stored = True
             return True
         except (OSError, paramiko.SSHException) as exc:
             raise self._error(exc, name) from exc
         finally:
-            with contextlib.suppress(OSError, paramiko.SSHException):
-                sftp.remove(tmp)
+            if not stored:
+                with contextlib.suppress(OSError, paramiko.SSHException):
+                    sftp.remove(tmp)
 
     def read(self, name: str) -> bytes:
         try:

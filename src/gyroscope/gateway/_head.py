@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import re
 
+from gyroscope.gateway._memo import ParseMemo
+
 __all__ = ["SimpleHead", "simple_head"]
 
 # Field values: visible ASCII, space, tab and obs-text; never CR, LF or other control bytes.
@@ -39,33 +41,23 @@ _NOT_SIMPLE = re.compile(
 SimpleHead = tuple[int, int, bytes, int, bool, bool]
 
 
-# Heads seen lately and what they parse to. A replica answers the same request with the same head
-# (only Date changes, once a second), so most heads are parsed once. The verdict is a function of
-# the head's bytes alone, so a hit is exact; the table is bounded and simply emptied when full.
-_SEEN: dict[bytes, SimpleHead | None] = {}
-_SEEN_MAX = 256
-_SEEN_LONGEST = 4096
+_LONGEST_REMEMBERED = 4096
 
 
 def simple_head(data: bytes) -> SimpleHead | None:
     """The head at the start of ``data`` if it is complete and plain, else ``None``.
 
     A few C-level searches on a lowercased copy, no Python loop over the headers: this runs on
-    every response and must cost far less than the parser and the re-rendering it replaces.
+    every response and must cost far less than the parser and the re-rendering it replaces. The
+    verdict on a head seen lately is remembered (``_memo``): only Date changes from one answer of
+    a replica to the next, once a second.
     """
     end = data.find(b"\r\n\r\n") + 4
-    if end == 3 or end > _SEEN_LONGEST:
-        return None if end == 3 else _parse(data)  # incomplete: the parser waits for the rest
-    head = data[:end]
-    try:
-        return _SEEN[head]
-    except KeyError:
-        pass
-    found = _parse(head)
-    if len(_SEEN) >= _SEEN_MAX:
-        _SEEN.clear()
-    _SEEN[head] = found
-    return found
+    if end == 3:
+        return None  # incomplete: the parser waits for the rest
+    if end > _LONGEST_REMEMBERED:
+        return _parse(data)
+    return _SEEN[data[:end]]
 
 
 def _parse(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out is one rule
@@ -99,3 +91,6 @@ def _parse(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out i
         # In ``block`` (two bytes later than ``lowered``) the line with its CRLF is [at, eol).
         block = block[:at] + block[eol:]
     return status, m.end(), block, int(value), keep_alive, b"\r\ndate:" in lowered
+
+
+_SEEN: ParseMemo[SimpleHead | None] = ParseMemo(_parse)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from gyroscope.gateway._memo import ParseMemo
 from gyroscope.gateway._response import HOP_BY_HOP
 
 __all__ = ["PlainRequest", "dechunk", "plain_head", "plain_request", "upstream_head"]
@@ -38,35 +39,24 @@ _NOT_PLAIN = re.compile(
 PlainRequest = tuple[bytes, bytes, bytes, bool]
 
 
-# Requests seen lately and what they parse to: clients repeat the same request bytes (polling,
-# health checks, listings), and the verdict depends on those bytes alone. Bounded; emptied when full.
-_SEEN: dict[bytes, PlainRequest | None] = {}
-_SEEN_MAX = 256
-_SEEN_LONGEST = 2048
+_LONGEST_REMEMBERED = 2048
 
 
 def plain_request(data: bytes) -> PlainRequest | None:
     """The request ``data`` holds if it is exactly one plain bodiless request, else ``None``.
 
     It forwards the same head ``upstream_head`` would build from httptools' callbacks, at a
-    fraction of the cost: one match, one lowercased copy and a few C-level searches.
+    fraction of the cost: one match, one lowercased copy and a few C-level searches; the verdict
+    on request bytes seen lately is remembered (``_memo``).
 
     >>> plain_request(b"GET /v1/models HTTP/1.1\\r\\nHost: a\\r\\nConnection: close\\r\\n\\r\\n")
     (b'GET', b'/v1/models', b'Host: a\\r\\n', False)
     >>> plain_request(b"POST /v1/completions HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n") is None
     True
     """
-    if len(data) > _SEEN_LONGEST:
+    if len(data) > _LONGEST_REMEMBERED:
         return _parse(data)
-    try:
-        return _SEEN[data]
-    except KeyError:
-        pass
-    found = _parse(data)
-    if len(_SEEN) >= _SEEN_MAX:
-        _SEEN.clear()
-    _SEEN[data] = found
-    return found
+    return _SEEN[data]
 
 
 def _parse(data: bytes) -> PlainRequest | None:
@@ -87,6 +77,9 @@ def _parse(data: bytes) -> PlainRequest | None:
         return None  # it may name other hop-by-hop headers
     # In ``block`` (two bytes later than ``lowered``) the line with its CRLF is [at, eol).
     return m[1], m[2], block[:at] + block[eol:], token == b"keep-alive"
+
+
+_SEEN: ParseMemo[PlainRequest | None] = ParseMemo(_parse)
 
 
 def plain_head(

@@ -1,0 +1,37 @@
+"""What recent heads parse to, remembered by their exact bytes.
+
+Clients repeat the same request bytes (polling, health checks, listings) and replicas answer with
+the same head (only Date changes, once a second), so most heads need parsing once. A verdict
+depends on the bytes alone, so a remembered one is exact. A hit is one C-level dict lookup (the
+parse runs from ``__missing__``); the table is bounded and simply emptied when full, so heads
+that never repeat cost one insertion each and nothing more.
+
+>>> lengths = ParseMemo(len, limit=2)
+>>> lengths[b"abc"], lengths[b"abc"], len(lengths)
+(3, 3, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["ParseMemo"]
+
+T = TypeVar("T")
+
+
+class ParseMemo(dict[bytes, T], Generic[T]):
+    """``memo[data]`` is ``parse(data)``, computed once while ``data`` stays in the table."""
+
+    def __init__(self, parse: Callable[[bytes], T], *, limit: int = 256) -> None:
+        super().__init__()
+        self.parse = parse
+        self.limit = limit
+
+    def __missing__(self, key: bytes) -> T:
+        found = self.parse(key)
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = found
+        return found
