@@ -102,7 +102,8 @@ def race_inits(location: str, *, racers: int = 4, deletable: bool = True) -> Non
                 assert reader.config["id"] == winner.config["id"]
                 assert reader.key.chunk_id(b"written by the winner") == blob
                 keys = len(reader.backend.list("keys"))
-                assert keys == 1 if deletable else keys == racers
+                # a racer that arrives after the winner's config never writes a key at all
+                assert keys == 1 if deletable else 1 <= keys <= racers
             finally:
                 reader.close()
     finally:

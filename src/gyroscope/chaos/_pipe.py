@@ -75,7 +75,10 @@ class Pipe:
         if direct and not self._queue and self.dest is not None:
             self._write(data)
             return
-        release = max(self._loop.time() + faults.delay, self._last_release)
+        # From a fresh reading of the clock: uvloop's loop.time() is taken once per loop pass and
+        # in whole milliseconds, so a chunk read late in a pass would leave early. pump() waits
+        # until loop.time() (never ahead of this clock) reaches it: a delay is never cut short.
+        release = max(time.monotonic() + faults.delay, self._last_release)
         self._last_release = release
         self._queue.append((release, data))
         self._queued += len(data)
