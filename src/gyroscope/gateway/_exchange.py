@@ -16,16 +16,20 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from gyroscope.gateway._cache import accept_encoding, cache_key, request_cacheable
 from gyroscope.gateway._extras import (
+    admit,
     cached_answer,
-    client_key,
     complete_extras,
     log_access,
     prepare_extras,
 )
 from gyroscope.gateway._request import dechunk, upstream_head
-from gyroscope.gateway._response import HOP_BY_HOP, error_body, render_head, render_simple_head
+from gyroscope.gateway._response import (
+    error_body,
+    forwarded_headers,
+    render_head,
+    render_simple_head,
+)
 
 if TYPE_CHECKING:
     from gyroscope.gateway._cache import CachedResponse
@@ -166,23 +170,8 @@ class Exchange:
             return
         if self.expect_continue and not self.req_done:
             self.client.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        limiter = route.limiter
-        if limiter is not None:
-            self.client_key = client_key(self)
-            verdict = limiter.admit(self.client_key, self.started)
-            if not verdict.allowed:
-                counts = route.counters.rate_limited
-                counts[verdict.reason] = counts.get(verdict.reason, 0) + 1
-                self.local(429, f"rate limit exceeded ({verdict.reason})", verdict.retry_after)
-                return
-        if route.cache is not None and request_cacheable(self.method, self.headers):
-            self.cache_key = key = cache_key(self.method, self.url, self.headers)
-            hit = route.cache.get(key, gw.clock(), accept_encoding(self.headers))
-            if hit is not None:
-                route.counters.cache_hits += 1
-                self._serve_cached(hit, gw.clock() - hit.stored_at)
-                return
-            route.counters.cache_misses += 1
+        if (route.limiter is not None or route.cache is not None) and not admit(self):
+            return  # answered: rate-limited, or from the cache
         if route.key is None or not route.key.needs_body or self.req_done:
             self.dispatch()
         else:
@@ -348,7 +337,7 @@ class Exchange:
         self.response_complete(conn)
         return True
 
-    def response_head(  # noqa: PLR0912 - one pass over the headers on the hot path
+    def response_head(
         self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]]
     ) -> bool:
         """Forward the head; True when no body follows (HEAD), so the parser must stop."""
@@ -363,32 +352,7 @@ class Exchange:
         self.responded = True
         self.phase = BODY
         self.deadline = 0.0  # the sweeper arms the idle timeout when it first sees this phase
-        content_length = None
-        content_type = None
-        encoded = chunked = False
-        out: list[tuple[bytes, bytes]] = []
-        listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
-        for name, value in headers:
-            if name in HOP_BY_HOP:
-                if name == b"transfer-encoding":
-                    chunked = True
-                elif name == b"connection":
-                    lowered = value.lower()
-                    if lowered not in (b"keep-alive", b"close"):
-                        listed = {t.strip() for t in lowered.split(b",")}
-                continue
-            if name == b"content-length":
-                content_length = value
-                continue
-            if name == b"content-type":
-                content_type = value
-            elif name == b"x-request-id":
-                continue
-            elif name == b"content-encoding":
-                encoded = True
-            out.append((name, value))
-        if listed:
-            out = [h for h in out if h[0] not in listed]
+        out, content_length, content_type, encoded, chunked = forwarded_headers(headers)
         no_body = self.method == b"HEAD" or status in (204, 304)
         self.until_close = not no_body and content_length is None and not chunked
         encoding = None
@@ -596,7 +560,7 @@ class Exchange:
             self.client.write(body)
         self._finish(gateway_error=gateway_error)
 
-    def _serve_cached(self, hit: CachedResponse, age: float) -> None:
+    def answer_cached(self, hit: CachedResponse, age: float) -> None:
         self.status = hit.status
         self.responded = True
         headers, body = cached_answer(self, hit)  # compressed as a miss would be

@@ -9,7 +9,7 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from gyroscope.gateway._cache import accept_encoding, response_ttl
+from gyroscope.gateway._cache import accept_encoding, cache_key, request_cacheable, response_ttl
 from gyroscope.gateway._compress import choose_encoding, compressible, make_compressor
 from gyroscope.gateway._limits import usage_tokens
 
@@ -18,11 +18,42 @@ if TYPE_CHECKING:
     from gyroscope.gateway._endpoint import Endpoint
     from gyroscope.gateway._exchange import Exchange
 
-__all__ = ["cached_answer", "client_key", "complete_extras", "log_access", "prepare_extras"]
+__all__ = [
+    "admit",
+    "cached_answer",
+    "client_key",
+    "complete_extras",
+    "log_access",
+    "prepare_extras",
+]
 
 Headers = list[tuple[bytes, bytes]]
 
 access_log = logging.getLogger("gyroscope.gateway.access")
+
+
+def admit(ex: Exchange) -> bool:
+    """Rate limits, then the cache, before a request goes to a replica. False when it has been
+    answered here: 429 over a limit, or a cache hit."""
+    route, gw = ex.route, ex.gw
+    limiter = route.limiter
+    if limiter is not None:
+        ex.client_key = client_key(ex)
+        verdict = limiter.admit(ex.client_key, ex.started)
+        if not verdict.allowed:
+            counts = route.counters.rate_limited
+            counts[verdict.reason] = counts.get(verdict.reason, 0) + 1
+            ex.local(429, f"rate limit exceeded ({verdict.reason})", verdict.retry_after)
+            return False
+    if route.cache is not None and request_cacheable(ex.method, ex.headers):
+        ex.cache_key = key = cache_key(ex.method, ex.url, ex.headers)
+        hit = route.cache.get(key, gw.clock(), accept_encoding(ex.headers))
+        if hit is not None:
+            route.counters.cache_hits += 1
+            ex.answer_cached(hit, gw.clock() - hit.stored_at)
+            return False
+        route.counters.cache_misses += 1
+    return True
 
 
 def prepare_extras(

@@ -7,7 +7,7 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-__all__ = ["HOP_BY_HOP", "error_body", "render_head", "render_simple_head"]
+__all__ = ["HOP_BY_HOP", "error_body", "forwarded_headers", "render_head", "render_simple_head"]
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. (Framing is redone per hop.)
 HOP_BY_HOP = frozenset(
@@ -35,6 +35,47 @@ def _date_header() -> bytes:
     value = _date[1]
     assert isinstance(value, bytes)
     return value
+
+
+def forwarded_headers(
+    headers: list[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], bytes | None, bytes | None, bool, bool]:
+    """A replica's headers as the client gets them, in one pass: (headers to forward,
+    Content-Length, Content-Type, the body is encoded, the body is chunked).
+
+    Hop-by-hop headers stay behind, and so do those the Connection header names; Content-Length
+    and X-Request-Id are set by the gateway itself.
+
+    >>> forwarded_headers([(b"connection", b"x-a"), (b"x-a", b"1"), (b"content-length", b"2"),
+    ...                    (b"x-b", b"2")])
+    ([(b'x-b', b'2')], b'2', None, False, False)
+    """
+    content_length = content_type = None
+    encoded = chunked = False
+    out: list[tuple[bytes, bytes]] = []
+    listed: set[bytes] | None = None  # headers the Connection header names as hop-by-hop
+    for name, value in headers:
+        if name in HOP_BY_HOP:
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection":
+                lowered = value.lower()
+                if lowered not in (b"keep-alive", b"close"):
+                    listed = {t.strip() for t in lowered.split(b",")}
+            continue
+        if name == b"content-length":
+            content_length = value
+            continue
+        if name == b"content-type":
+            content_type = value
+        elif name == b"x-request-id":
+            continue
+        elif name == b"content-encoding":
+            encoded = True
+        out.append((name, value))
+    if listed:
+        out = [h for h in out if h[0] not in listed]
+    return out, content_length, content_type, encoded, chunked
 
 
 def render_head(
