@@ -15,21 +15,19 @@ from click.testing import CliRunner
 
 from gyroscope.cli import _main
 from gyroscope.errors import LogStoreError
-from gyroscope.logs import LogsConfig, LogServer, LogStore, Shipper
+from gyroscope.logs import LogServer, LogStore, Shipper
 from gyroscope.logs._errors import BadInputError
 from gyroscope.platform import load_config
+
+from .conftest import running_log_server
 
 TOKEN = "s3cret-logs-token"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[LogServer]:
-    srv = LogServer(
-        LogsConfig(listen="127.0.0.1:0", checkpoint_seconds=0, scrub_seconds=0), tmp_path / "logs"
-    )
-    await srv.start()
-    yield srv
-    await srv.stop(1.0)
+    async with running_log_server(tmp_path / "logs") as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -114,13 +112,8 @@ def test_local_metric_query_with_tiny_step_is_one_line(tmp_path: Path) -> None:
 
 @pytest.fixture
 async def secured(tmp_path: Path) -> AsyncIterator[LogServer]:
-    cfg = LogsConfig.model_validate(
-        {"listen": "127.0.0.1:0", "token": TOKEN, "checkpoint_seconds": 0, "scrub_seconds": 0}
-    )
-    srv = LogServer(cfg, tmp_path / "logs")
-    await srv.start()
-    yield srv
-    await srv.stop(1.0)
+    async with running_log_server(tmp_path / "logs", token=TOKEN) as srv:
+        yield srv
 
 
 def test_token_is_secret_in_config_check(tmp_path: Path) -> None:

@@ -9,22 +9,18 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gyroscope.logs import LogsConfig, LogServer
+from gyroscope.logs import LogServer
 from gyroscope.monitor import MonitorConfig
 from gyroscope.monitor._logship import LogShipper
+from tests.logs.conftest import running_log_server
 
 TOKEN = "logs-t0ken"
 
 
 @pytest.fixture
 async def secured(tmp_path: Path) -> AsyncIterator[LogServer]:
-    cfg = LogsConfig.model_validate(
-        {"listen": "127.0.0.1:0", "token": TOKEN, "checkpoint_seconds": 0, "scrub_seconds": 0}
-    )
-    server = LogServer(cfg, tmp_path / "logs")
-    await server.start()
-    yield server
-    await server.stop(1.0)
+    async with running_log_server(tmp_path / "logs", token=TOKEN) as server:
+        yield server
 
 
 async def test_events_are_shipped_with_the_token_and_kept_without_it(secured: LogServer) -> None:

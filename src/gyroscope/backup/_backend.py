@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from gyroscope.backup._errors import (
     MissingDataError,
     StorageFullError,
 )
-from gyroscope.core import atomic_write
+from gyroscope.core import atomic_write, create_new
 
 __all__ = ["AppendOnly", "Backend", "LocalBackend", "ObjectInfo", "open_backend"]
 
@@ -103,27 +102,13 @@ class LocalBackend:
             raise map_os_error(exc, self.location, name) from exc
 
     def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
-        """Store ``data`` as ``name`` unless it exists (then False): a hard link of a complete
-        temporary file, which the kernel refuses to put over an existing name."""
+        """Store ``data`` as ``name`` unless it exists (then False); see ``core.create_new``."""
         path = self._path(name)
-        tmp = path.with_name(f".{path.name}.create-{secrets.token_hex(8)}")
         try:
             self._ensure_dir(path.parent)
-            atomic_write(tmp, data, mode=0o600)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-            finally:
-                tmp.unlink()
-            fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            return create_new(path, data, mode=0o600)
         except OSError as exc:
             raise map_os_error(exc, self.location, name) from exc
-        return True
 
     def read(self, name: str) -> bytes:
         try:

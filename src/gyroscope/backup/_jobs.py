@@ -6,7 +6,6 @@ This is what the scheduler runs in a worker thread and what ``gyro backup run JO
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,7 +33,6 @@ from gyroscope.errors import BackupError
 __all__ = ["open_repository", "run_drill", "run_job"]
 
 log = logging.getLogger(__name__)
-_INIT_LOCK = threading.Lock()
 
 
 def _secret(cfg: RepositoryConfig) -> Secret:
@@ -60,19 +58,13 @@ def open_repository(config: BackupConfig, name: str) -> Repository:
     except RepositoryNotFound:
         if not cfg.init_if_missing:
             raise
-    # A job's backup and its drill can fire in the same minute, each on its own thread: two
-    # inits would leave two master keys behind one password, and whichever a reader unwrapped
-    # first would fail on the other's data. One creates; the other then opens what it made.
-    with _INIT_LOCK:
-        try:
-            return Repository.open(cfg.location, secret, append_only=cfg.append_only)
-        except RepositoryNotFound:
-            pass
-        log.info("creating backup repository %s at %s (init_if_missing)", cfg.name, cfg.location)
-        try:
-            return Repository.init(cfg.location, secret, append_only=cfg.append_only)
-        except RepositoryExists:  # another host's first run created it a moment ago
-            return Repository.open(cfg.location, secret, append_only=cfg.append_only)
+    log.info("creating backup repository %s at %s (init_if_missing)", cfg.name, cfg.location)
+    try:
+        return Repository.init(cfg.location, secret, append_only=cfg.append_only)
+    except RepositoryExists:
+        # Created meanwhile: by this job's drill firing in the same minute, or by another host's
+        # first run. Init creates the config exclusively, so exactly one of them made it.
+        return Repository.open(cfg.location, secret, append_only=cfg.append_only)
 
 
 def _sources(job: JobConfig) -> tuple[list[str], list[Source]]:

@@ -262,14 +262,21 @@ class HttpBackend:
         return client
 
     def _call(
-        self, method: str, name: str, *, content: Any = None, headers: Any = None
+        self,
+        method: str,
+        name: str,
+        *,
+        content: Any = None,
+        headers: Any = None,
+        expected: tuple[int, ...] = (),
     ) -> httpx.Response:
+        """The server's answer; an error unless 2xx or one of ``expected``."""
         url = f"{self.base}{_PREFIX}{quote(name)}"
         try:
             answer = self._client().request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise BackendError(f"{name}: {exc}", location=self.location) from exc
-        if answer.status_code < 300 or (method == "HEAD" and answer.status_code == 404):
+        if answer.status_code < 300 or answer.status_code in expected:
             return answer
         raise self._error(answer, name)
 
@@ -296,16 +303,9 @@ class HttpBackend:
         self._call("PUT", name, content=bytes(data))
 
     def create(self, name: str, data: bytes | bytearray | memoryview) -> bool:
-        url = f"{self.base}{_PREFIX}{quote(name)}"
-        try:
-            answer = self._client().put(url, content=bytes(data), headers={"if-none-match": "*"})
-        except httpx.HTTPError as exc:
-            raise BackendError(f"{name}: {exc}", location=self.location) from exc
-        if answer.status_code == 412:
-            return False
-        if answer.status_code >= 300:
-            raise self._error(answer, name)
-        return True
+        only_new = {"if-none-match": "*"}
+        answer = self._call("PUT", name, content=bytes(data), headers=only_new, expected=(412,))
+        return answer.status_code != 412  # 412: it exists
 
     def read(self, name: str) -> bytes:
         return self._call("GET", name).content
@@ -320,7 +320,7 @@ class HttpBackend:
         return data
 
     def exists(self, name: str) -> bool:
-        return self._call("HEAD", name).status_code == 200
+        return self._call("HEAD", name, expected=(404,)).status_code == 200
 
     def list(self, prefix: str) -> list[ObjectInfo]:
         try:

@@ -3,7 +3,6 @@ command module so each stays small)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -87,39 +86,24 @@ def read_secret(password_file: Path | None, key_file: Path | None) -> Any:
 
 def write_new_key_file(key_file: Path) -> None:
     """Create ``key_file`` with 32 random bytes (hex), mode 0600, durably and never over an
-    existing file: written to an exclusive temporary name, fsynced, hard-linked to its name (which
-    fails if anything, even a dangling symlink, is there), then the directory fsynced."""
+    existing file, even a dangling symlink (``core.create_new``)."""
     import secrets
 
     from gyroscope.backup import BackupError
+    from gyroscope.core import create_new
 
     directory = key_file.parent
     if not directory.is_dir():
         raise BackupError(f"{key_file}: directory {directory} does not exist (create it first)")
-    tmp = directory / f".{key_file.name}.{secrets.token_hex(8)}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        fd = os.open(tmp, flags, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(32).hex().encode() + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, key_file)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except FileExistsError:
+        created = create_new(key_file, secrets.token_bytes(32).hex().encode() + b"\n", mode=0o600)
+    except OSError as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        raise BackupError(f"{key_file}: cannot write the key file: {cause.strerror}") from None
+    if not created:
         raise BackupError(
             f"{key_file}: already exists; a key file is never overwritten (choose another path)"
-        ) from None
-    except OSError as exc:
-        raise BackupError(f"{key_file}: cannot write the key file: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        )
 
 
 def open_repo(

@@ -15,7 +15,7 @@ from gyroscope.core._config import (
     require_token_when_exposed,
     validate_config,
 )
-from gyroscope.core._datadir import DataDir, atomic_write, default_data_dir
+from gyroscope.core._datadir import DataDir, atomic_write, create_new, default_data_dir
 from gyroscope.core._http import (
     Connection,
     Handler,
@@ -52,6 +52,7 @@ __all__ = [
     "atomic_write",
     "bearer_ok",
     "call_json",
+    "create_new",
     "default_data_dir",
     "format_validation_error",
     "is_loopback",

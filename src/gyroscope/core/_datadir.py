@@ -17,7 +17,7 @@ from types import TracebackType
 
 from gyroscope.errors import DataDirError, DataDirLockedError, FileWriteError
 
-__all__ = ["DataDir", "atomic_write", "default_data_dir"]
+__all__ = ["DataDir", "atomic_write", "create_new", "default_data_dir"]
 
 DEFAULT_DATA_DIR = ".gyroscope"
 
@@ -60,6 +60,36 @@ def atomic_write(path: Path, data: bytes | bytearray | memoryview, *, mode: int 
         if isinstance(exc, OSError) and not isinstance(exc, FileWriteError):
             raise FileWriteError(path, exc) from exc
         raise
+
+
+def create_new(path: Path, data: bytes | bytearray | memoryview, *, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``data`` unless something is there already (then False): the
+    create-only twin of ``atomic_write``. The bytes go to an exclusive temporary file, are fsynced
+    and hard-linked to ``path``, which the kernel refuses over any existing name (a dangling
+    symlink included); the directory is fsynced. Of several processes racing, exactly one wins.
+    Failures other than "exists" raise ``FileWriteError``.
+    """
+    tmp = path.with_name(f".{path.name}.new-{secrets.token_hex(8)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        _fsync_dir(path.parent)
+        return True
+    except OSError as exc:
+        raise FileWriteError(path, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _fsync_dir(directory: Path) -> None:

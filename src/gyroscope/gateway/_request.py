@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 
 from gyroscope.gateway._memo import ParseMemo
-from gyroscope.gateway._response import HOP_BY_HOP
+from gyroscope.gateway._response import HOP_BY_HOP, connection_listed
 
 __all__ = ["PlainRequest", "dechunk", "plain_head", "plain_request", "upstream_head"]
 
@@ -114,9 +114,7 @@ def upstream_head(  # noqa: PLR0912 - one pass over the headers on the hot path
             elif name == b"expect":
                 expect = value.lower() == b"100-continue"
             elif name == b"connection":
-                lowered = value.lower()
-                if lowered not in (b"keep-alive", b"close"):
-                    listed = {t.strip() for t in lowered.split(b",")}
+                listed = connection_listed(value) or listed
             continue
         if name == b"x-forwarded-for":
             forwarded_for = value + b", "

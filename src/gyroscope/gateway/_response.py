@@ -7,7 +7,14 @@ import time
 from email.utils import formatdate
 from http import HTTPStatus
 
-__all__ = ["HOP_BY_HOP", "error_body", "forwarded_headers", "render_head", "render_simple_head"]
+__all__ = [
+    "HOP_BY_HOP",
+    "connection_listed",
+    "error_body",
+    "forwarded_headers",
+    "render_head",
+    "render_simple_head",
+]
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. (Framing is redone per hop.)
 HOP_BY_HOP = frozenset(
@@ -37,6 +44,19 @@ def _date_header() -> bytes:
     return value
 
 
+def connection_listed(value: bytes) -> set[bytes] | None:
+    """The header names a Connection header lists, hop-by-hop for this hop too; None for a bare
+    keep-alive or close.
+
+    >>> sorted(connection_listed(b"Keep-Alive, X-Secret"))
+    [b'keep-alive', b'x-secret']
+    """
+    lowered = value.lower()
+    if lowered in (b"keep-alive", b"close"):
+        return None
+    return {t.strip() for t in lowered.split(b",")}
+
+
 def forwarded_headers(
     headers: list[tuple[bytes, bytes]],
 ) -> tuple[list[tuple[bytes, bytes]], bytes | None, bytes | None, bool, bool]:
@@ -59,9 +79,7 @@ def forwarded_headers(
             if name == b"transfer-encoding":
                 chunked = True
             elif name == b"connection":
-                lowered = value.lower()
-                if lowered not in (b"keep-alive", b"close"):
-                    listed = {t.strip() for t in lowered.split(b",")}
+                listed = connection_listed(value) or listed
             continue
         if name == b"content-length":
             content_length = value
