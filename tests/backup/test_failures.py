@@ -145,6 +145,30 @@ def test_file_vanishing_mid_backup_is_a_warning(
     assert check(repo, read_data=True).ok
 
 
+def test_symlink_vanishing_mid_backup_is_a_warning(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link removed between the listing and reading its target (a scheduled backup running
+    while a tree is deleted) is left out with a warning; the run still commits."""
+    from gyroscope.backup import _archiver
+
+    src = make_tree(tmp_path / "src")
+    real_readlink = os.readlink
+
+    def vanish(path: str) -> str:
+        if str(path).endswith("dangling"):
+            os.unlink(path)
+        return real_readlink(path)
+
+    monkeypatch.setattr(_archiver.os, "readlink", vanish)
+    result = backup(repo, [str(src)])
+    monkeypatch.undo()
+    assert any("dangling: vanished during backup" in w for w in result.stats.warnings)
+    out = tmp_path / "out"
+    assert restore(repo, result.snapshot, out).errors == []
+    assert snapshot_of(out / str(src).lstrip("/")) == snapshot_of(src)
+
+
 class FullDisk(LocalBackend):
     """Fault injection: the disk fills after ``budget`` more bytes of packs."""
 

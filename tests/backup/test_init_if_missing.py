@@ -121,3 +121,54 @@ def test_a_stray_key_never_unlocks_the_repository(tmp_path: Path) -> None:
     again = Repository.open(str(tmp_path / "repo"), secret)
     assert restore(again, snap, tmp_path / "out").errors == []
     again.close()
+
+
+def plant_writes_in_progress(root: Path) -> None:
+    """What a crashed or concurrent writer leaves: temporaries named with a leading dot, as the
+    local backend (atomic_write, create_new) and the SFTP backend name them, holding no JSON."""
+    for name in ("keys/.k.tmp-1", "keys/.tmp-2", "index/.i.new-3", "data/00/.tmp-4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"half-writ")
+
+
+def assert_only_objects_listed(repo: Repository) -> None:
+    for prefix in ("keys", "index", "data"):
+        names = [info.name.rsplit("/", 1)[-1] for info in repo.backend.list(prefix)]
+        assert names and not [name for name in names if name.startswith(".")], prefix
+
+
+def test_writes_in_progress_are_not_objects(tmp_path: Path) -> None:
+    """A reader opening the repository while another process writes a key, an index or a pack
+    must not read its temporaries: the first CI run of the init race failed on exactly that."""
+    from gyroscope.backup import backup, check, restore
+
+    secret = Secret(password=PW.encode())
+    repo = Repository.init(str(tmp_path / "repo"), secret, kdf=FAST_KDF)
+    snap = backup(repo, [str(make_tree(tmp_path / "src"))]).snapshot
+    repo.close()
+    plant_writes_in_progress(tmp_path / "repo")
+    again = Repository.open(str(tmp_path / "repo"), secret)
+    assert_only_objects_listed(again)
+    assert check(again, read_data=True).ok
+    assert restore(again, snap, tmp_path / "out").errors == []
+    again.close()
+
+
+def test_a_key_taken_back_after_listing_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loser of an init race deletes its key; a reader that listed it a moment before goes
+    on to the next key instead of failing on the missing one."""
+    from gyroscope.backup._backend import LocalBackend, ObjectInfo
+
+    secret = Secret(password=PW.encode())
+    Repository.init(str(tmp_path / "repo"), secret, kdf=FAST_KDF).close()
+    listed = LocalBackend.list
+
+    def with_a_vanished_key(self: LocalBackend, prefix: str) -> list[ObjectInfo]:
+        found = listed(self, prefix)
+        gone = [ObjectInfo("keys/" + "0" * 32, 100, 0.0)] if prefix == "keys" else []
+        return gone + found
+
+    monkeypatch.setattr(LocalBackend, "list", with_a_vanished_key)
+    Repository.open(str(tmp_path / "repo"), secret).close()

@@ -96,10 +96,13 @@ async def test_scheduled_runs_metrics_retention_and_overdue(tmp_path: Path) -> N
     try:
         await _until(
             lambda: (
-                scheduler.registry.get_sample_value(
-                    "gyro_backup_runs_total", {"job": "files", "result": "ok"}
+                (
+                    scheduler.registry.get_sample_value(
+                        "gyro_backup_runs_total", {"job": "files", "result": "ok"}
+                    )
+                    or 0
                 )
-                or 0 >= 4
+                >= 4
             )
         )
         await _until(lambda: scheduler.states["files"].drill_ok is True)

@@ -25,6 +25,7 @@ from gyroscope.backup import (
 from gyroscope.testing import require_server
 
 from .conftest import FAST_KDF, make_tree, race_inits, snapshot_of
+from .test_init_if_missing import assert_only_objects_listed, plant_writes_in_progress
 
 SERVICES = os.environ.get("GYRO_SERVICES_DIR", "/tmp/gyroscope-services")
 DEFAULT_URL = (
@@ -82,3 +83,18 @@ def test_unknown_host_key_is_refused(sftp_url: str, tmp_path: Path) -> None:
 
 def test_racing_inits_over_sftp_make_one_repository(sftp_url: str) -> None:
     race_inits(sftp_url)
+
+
+def test_uploads_in_progress_are_not_objects(sftp_url: str, tmp_path: Path) -> None:
+    """Another host's upload in progress (a dot-named temporary) is never listed as a key, an
+    index or a pack."""
+    secret = Secret(password=b"sftp password")
+    repo = Repository.init(sftp_url, secret, kdf=FAST_KDF)
+    snap = backup(repo, [str(make_tree(tmp_path / "src"))]).snapshot
+    repo.close()
+    plant_writes_in_progress(Path(urlsplit(sftp_url).path))  # sshd runs on this machine
+    again = Repository.open(sftp_url, secret)
+    assert_only_objects_listed(again)
+    assert check(again, read_data=True).ok
+    assert restore(again, snap, tmp_path / "out").errors == []
+    again.close()

@@ -65,12 +65,10 @@ class BackupStats:
 
     @property
     def dedup_ratio(self) -> float:
-        """Bytes in the snapshot per byte newly stored (higher is better)."""
-        return (
-            self.bytes_total / self.bytes_stored
-            if self.bytes_stored
-            else float(self.bytes_total > 0) or 1.0
-        )
+        """Bytes in the snapshot per byte newly stored (higher is better). A snapshot that stored
+        nothing new (its tree too was already there) counts as one stored byte, not as 1.0, which
+        would read as "no deduplication at all"."""
+        return self.bytes_total / max(self.bytes_stored, 1) if self.bytes_total else 1.0
 
     def as_dict(self) -> dict[str, object]:
         doc = asdict(self)
@@ -310,7 +308,12 @@ class _Collector:
         if kind == "d":
             self.stats.dirs += 1
         elif kind == "l":
-            entry["l"] = os.readlink(real)
+            try:
+                entry["l"] = os.readlink(real)
+            except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+                # Gone since the walk's lstat: left out with a warning, like a vanished file.
+                self.stats.warnings.append(f"{arc}: {_why(exc)} (not in this snapshot)")
+                return
         elif kind == "f":
             entry = self._file(real, entry, st)
         elif not stat.S_ISFIFO(st.st_mode):
@@ -342,13 +345,12 @@ class _Collector:
                     entry["c"] = result
                     continue
                 entry["t"] = "gone"
-                why = (
-                    "permission denied"
-                    if isinstance(result, PermissionError)
-                    else "vanished during backup"
-                )
-                self.stats.warnings.append(f"{entry['p']}: {why} (not in this snapshot)")
+                self.stats.warnings.append(f"{entry['p']}: {_why(result)} (not in this snapshot)")
         return [e for e in self.entries if e["t"] != "gone"]
+
+
+def _why(exc: OSError) -> str:
+    return "permission denied" if isinstance(exc, PermissionError) else "vanished during backup"
 
 
 def _collect(

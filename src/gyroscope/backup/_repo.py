@@ -260,7 +260,11 @@ class Repository:
     ) -> MasterKey:
         wanted = set()
         for info in backend.list("keys"):
-            doc = json.loads(backend.read(info.name))
+            try:
+                doc = json.loads(backend.read(info.name))
+            except MissingDataError:
+                continue  # the key of an init that lost a race, taken back since we listed
+
             try:
                 master = unwrap_key(doc["key"], secret.kek(doc))
             except ValueError as exc:

@@ -187,6 +187,8 @@ class SftpBackend:
             except FileNotFoundError:
                 continue
             for attr in attrs:
+                if attr.filename.startswith("."):
+                    continue  # another writer's upload in progress
                 child = f"{rel}/{attr.filename}"
                 if stat.S_ISDIR(attr.st_mode or 0):
                     stack.append(child)
