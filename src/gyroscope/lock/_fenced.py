@@ -14,9 +14,9 @@ share one resource file.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+from gyroscope.core._sqlite import open_shared
 from gyroscope.lock._errors import StaleTokenError
 
 __all__ = ["FencedResource"]
@@ -39,14 +39,11 @@ class FencedResource:
     def __init__(self, path: str | Path, *, name: str = "resource") -> None:
         self.path = Path(path)
         self.name = name
-        self._conn = sqlite3.connect(
-            self.path, timeout=30, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.executescript(
+        self._conn = open_shared(
+            self.path,
             "CREATE TABLE IF NOT EXISTS fence (resource TEXT PRIMARY KEY, token INTEGER NOT NULL);"
             "CREATE TABLE IF NOT EXISTS data (resource TEXT, key TEXT, value TEXT, token INTEGER,"
-            " PRIMARY KEY (resource, key));"
+            " PRIMARY KEY (resource, key));",
         )
 
     def write(self, key: str, value: str, *, token: int) -> None:

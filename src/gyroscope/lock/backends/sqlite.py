@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gyroscope.core import Health
+from gyroscope.core._sqlite import open_shared
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError, LockDatabaseMissingError
 
@@ -98,11 +99,7 @@ class SqliteBackend:
                     "this backend); check the path, or acquire a lock first to create it"
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._conn = conn
+            self._conn = open_shared(self.path, _SCHEMA, timeout=self._busy_timeout)
         return self._conn
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, create: bool = True) -> T:
