@@ -9,6 +9,9 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The gateway's hot path compiled with mypyc (scripts/compile_gateway.py); rebuilt when a gateway
+# source changes. Without a C compiler and Python headers the gateway runs its sources.
+NATIVE := $(VENV)/.gateway-native
 
 .PHONY: demo test bench check services-start services-stop clean
 
@@ -19,19 +22,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
+$(NATIVE): $(STAMP) $(wildcard src/gyroscope/gateway/*.py) scripts/compile_gateway.py
+	$(PY) scripts/compile_gateway.py --stamp $@
+
 ## make demo: the whole platform on embedded defaults with three demo model replicas (Ctrl-C stops it).
-demo: $(STAMP)
+demo: $(STAMP) $(NATIVE)
 	$(VENV)/bin/gyro up --demo
 
 ## make test: install the real servers the tests need, start them, run the whole suite, stop them.
+## The gateway's tests run twice: on the compiled build, then on its Python sources.
 test: $(STAMP)
 	scripts/services.sh install
+	$(MAKE) --no-print-directory $(NATIVE)
 	scripts/services.sh start
-	set -o pipefail; rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; scripts/services.sh stop; exit $$rc
+	set -o pipefail; rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ -z "$(PYTEST_ARGS)" ] && [ $$rc -eq 0 ]; then \
+		GYRO_GATEWAY_PURE=1 $(PY) -m pytest -q tests/gateway || rc=$$?; fi; \
+	scripts/services.sh stop; exit $$rc
 
 ## make bench: every benchmark in bench/, each printing ratios against its anchor.
 bench: $(STAMP)
 	scripts/services.sh install
+	$(MAKE) --no-print-directory $(NATIVE)
 	set -e; for f in bench/*.py; do echo "== $$f"; $(PY) $$f; done
 
 ## make check: ruff (format + lint) and mypy strict.
@@ -46,4 +58,5 @@ services-stop:
 	scripts/services.sh stop
 
 clean:
+	-$(PY) scripts/compile_gateway.py --clean
 	rm -rf $(VENV) .gyroscope .mypy_cache .ruff_cache .pytest_cache

@@ -20,7 +20,7 @@ SSHD_PORT=${GYRO_TEST_SSHD_PORT:-12222}                # SFTP backend tests (bac
 NATS_BASE=${GYRO_TEST_NATS_BASE:-14222}                # JetStream, 3 nodes: clients 14222-14224, routes +2000
 MYSQL_PORT=${GYRO_TEST_MYSQL_PORT:-13306}              # MariaDB (monitor's MySQL check)
 
-PACKAGES=(nginx-light haproxy wrk openssl redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup nats-server mariadb-server)
+PACKAGES=(gcc python3-dev nginx-light haproxy wrk openssl redis-server prometheus prometheus-alertmanager etcd-server etcd-client zookeeper openssh-server restic borgbackup nats-server mariadb-server)
 
 log() { printf 'services: %s\n' "$*" >&2; }
 

@@ -9,7 +9,7 @@ import httptools
 import httpx
 import pytest
 
-from gyroscope.gateway import _client
+from gyroscope.gateway import BUILD, _client
 from gyroscope.gateway._request import plain_head, plain_request, upstream_head
 
 
@@ -141,7 +141,9 @@ async def test_plain_and_parsed_requests_share_one_connection(echo, gateway, mon
             assert r.json()["body_length"] == len(b'{"i":%d}' % i)
             seen.append(r)
         last = await client.get("/v1/last", headers={"connection": "close"})
-    assert taken == 4  # every GET took the plain path, including the first after each POST
+    # Every GET took the plain path, including the first after each POST. Compiled modules call
+    # plain_request directly, past the patch: the pass on the sources (make test) counts it.
+    assert taken == (0 if BUILD == "compiled" else 4)
     for r in [*seen, last]:
         assert r.status_code == 200
         headers = r.json()["headers"]

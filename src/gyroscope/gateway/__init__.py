@@ -6,6 +6,11 @@
 >>> gw = Gateway(cfg)          # await gw.start(); gw.url; ...; await gw.stop()
 """
 
+# isort: off
+# First: decides between the compiled hot path and the sources, before any of it is imported.
+from gyroscope.gateway._native import BUILD
+
+# isort: on
 from gyroscope.gateway._admin import AdminApi
 from gyroscope.gateway._cache import ResponseCache
 from gyroscope.gateway._config import (
@@ -45,6 +50,7 @@ from gyroscope.gateway._policies import (
 )
 
 __all__ = [
+    "BUILD",
     "P2C",
     "POLICIES",
     "AdminApi",

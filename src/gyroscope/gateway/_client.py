@@ -33,7 +33,7 @@ class _Reject(Exception):
         super().__init__(message)
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection:
     """The downstream side of the proxy."""
 
     def __init__(self, gw: Gateway) -> None:
@@ -97,10 +97,11 @@ class ClientConnection(asyncio.Protocol):
         self.used_parser = True
         try:
             self.parser.feed_data(data)
-        except _Reject as exc:
-            self.reject(exc.status, str(exc))
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        # One name per clause: compiled (mypyc) code gives a name one type for the whole function.
+        except _Reject as rejected:
+            self.reject(rejected.status, str(rejected))
+        except httptools.HttpParserCallbackError as failed:
+            cause = failed.__context__
             if isinstance(cause, _Reject):
                 self.reject(cause.status, str(cause))
             else:
@@ -108,8 +109,8 @@ class ClientConnection(asyncio.Protocol):
                 self.reject(500, "internal error")
         except httptools.HttpParserUpgrade:
             self.reject(501, "protocol upgrade is not supported")
-        except httptools.HttpParserError as exc:
-            self.reject(400, f"malformed request: {exc}")
+        except httptools.HttpParserError as malformed:
+            self.reject(400, f"malformed request: {malformed}")
 
     def _begin_plain(self, plain: PlainRequest, size: int) -> bool:
         """Start a plain request without httptools; False leaves it to the parser."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gyroscope.gateway._extras import (
     admit,
@@ -45,7 +45,11 @@ __all__ = ["Exchange"]
 access_log = logging.getLogger("gyroscope.gateway.access")
 
 # phases, for timeouts and for what a failure means
-QUEUED, CONNECT, WAIT_HEAD, BODY, DONE = range(5)
+QUEUED: Final = 0
+CONNECT: Final = 1
+WAIT_HEAD: Final = 2
+BODY: Final = 3
+DONE: Final = 4
 
 
 class Exchange:
@@ -95,6 +99,7 @@ class Exchange:
         url: bytes,
         headers: list[tuple[bytes, bytes]],
         version: str,
+        plain: tuple[Route, bytes, bytes] | None = None,
     ) -> None:
         self.gw = gw
         self.client = client
@@ -102,8 +107,13 @@ class Exchange:
         self.url = url
         self.headers = headers
         self.version = version
-        self.route: Route = gw.routes[0] if gw.single_route else gw.match(url)
         self.started = gw.clock()
+        if plain is not None:
+            route, self.head, self.request_id = plain
+            self.route: Route = route
+            self.req_done = True
+            return
+        self.route = gw.routes[0] if gw.single_route else gw.match(url)
         # One pass over the request headers: the upstream head, and what it says about the body.
         (
             self.head,
@@ -132,19 +142,8 @@ class Exchange:
         request_id: bytes,
     ) -> Exchange:
         """A complete bodiless request whose upstream head is already built (see ``_request``)."""
-        ex = cls.__new__(cls)
-        ex.gw = gw
-        ex.client = client
-        ex.method = method
-        ex.url = url
-        ex.headers = []  # a plain route reads no request header after the head is built
-        ex.version = "1.1"
-        ex.route = route
-        ex.started = gw.clock()
-        ex.head = head
-        ex.request_id = request_id
-        ex.req_done = True
-        return ex
+        # A plain route reads no request header after the head is built.
+        return cls(gw, client, method, url, [], "1.1", (route, head, request_id))
 
     # -- request side ------------------------------------------------------------------------------
     def begin(self) -> None:

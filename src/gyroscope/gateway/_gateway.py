@@ -18,7 +18,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from gyroscope.core import CollectorRegistry, Health, Service, parse_host_port
 from gyroscope.errors import AddressInUseError, ServiceError
@@ -35,7 +35,7 @@ from gyroscope.gateway._keys import KeySpec
 from gyroscope.gateway._limits import ClientLimiter, RetryBudget
 from gyroscope.gateway._policies import make_policy
 from gyroscope.gateway._stats import ExchangeStats, GatewayCollector, RouteCounters
-from gyroscope.gateway._upstream import Pool
+from gyroscope.gateway._upstream import Pool, as_protocol
 
 __all__ = ["Gateway", "Route"]
 
@@ -162,9 +162,10 @@ class Gateway(Service):
         host, port = parse_host_port(self.config.listen)
         sock = _listen_socket(host, port, self.reuse_port, self.name)
         self._server = await self.loop.create_server(
-            lambda: ClientConnection(self), sock=sock, backlog=2048
+            lambda: as_protocol(ClientConnection(self)), sock=sock, backlog=2048
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        # uvloop's Server.sockets is a list where typeshed says tuple (compiled code checks types)
+        self.port = cast(Any, self._server).sockets[0].getsockname()[1]
         now = self.clock()
         for ep in self.endpoints:
             ep.pool.expire(now)

@@ -21,13 +21,19 @@ if TYPE_CHECKING:
     from gyroscope.gateway._endpoint import Endpoint
     from gyroscope.gateway._exchange import Exchange
 
-__all__ = ["Pool", "UpstreamConnection"]
+__all__ = ["Pool", "UpstreamConnection", "as_protocol", "set_nodelay"]
 
 log = logging.getLogger(__name__)
 
 
 class _StopParsing(Exception):
     """Raised from a parser callback to stop at the end of a bodiless (HEAD) response."""
+
+
+def as_protocol(handler: object) -> asyncio.Protocol:
+    """A connection handler for asyncio's loop: our handlers implement the protocol's methods but
+    do not subclass it, so compiled (mypyc) builds keep them native classes with fixed slots."""
+    return cast(asyncio.Protocol, handler)
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -37,7 +43,7 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:
     """One connection to a replica; forwards parser events to the exchange that holds it."""
 
     __slots__ = (
@@ -128,18 +134,18 @@ class UpstreamConnection(asyncio.Protocol):
         except _StopParsing:
             self.parser = httptools.HttpResponseParser(self)
             self.parsing = False
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _StopParsing):
+        except httptools.HttpParserCallbackError as failed:
+            if isinstance(failed.__context__, _StopParsing):
                 self.parser = httptools.HttpResponseParser(self)
                 self.parsing = False
             else:
                 raise
-        except httptools.HttpParserError as exc:
+        except httptools.HttpParserError as garbage:  # its own name: see _client.data_received
             current = self.exchange
             self.exchange = None
             self.abort()
             if current is not None:
-                current.upstream_garbage(self, str(exc))
+                current.upstream_garbage(self, str(garbage))
         finally:
             client.uncork()
 
@@ -243,9 +249,11 @@ class Pool:
         """Open a new connection; raises ``OSError`` or ``TimeoutError``."""
         loop = asyncio.get_running_loop()
         ep = self.endpoint
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self), ep.host, ep.port), limit
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(lambda: as_protocol(UpstreamConnection(self)), ep.host, ep.port),
+            limit,
         )
+        conn = cast(UpstreamConnection, protocol)
         self.opened += 1
         conn.uses = 1
         return conn
