@@ -63,7 +63,15 @@ def compile_hot() -> None:
     setup(
         name="gyroscope-gateway-native",
         ext_modules=mypycify(files, opt_level="3", target_dir=str(BUILD_TEMP / "c")),
-        script_args=["-q", "build_ext", "--inplace", "--build-temp", str(BUILD_TEMP / "temp"), "--build-lib", str(BUILD_TEMP / "lib")],
+        script_args=[
+            "-q",
+            "build_ext",
+            "--inplace",
+            "--build-temp",
+            str(BUILD_TEMP / "temp"),
+            "--build-lib",
+            str(BUILD_TEMP / "lib"),
+        ],
     )
 
 

@@ -71,4 +71,3 @@ def test_this_run_uses_the_build_it_reports() -> None:
     if os.environ.get("CI") == "true":
         expected = "pure" if os.environ.get(PURE_ENV) == "1" else "compiled"
         assert gyroscope.gateway.BUILD == expected, "make test compiles the gateway in CI"
-
