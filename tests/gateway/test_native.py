@@ -69,5 +69,5 @@ def test_this_run_uses_the_build_it_reports() -> None:
     compiled = not _exchange.__file__.endswith(".py")
     assert compiled == (gyroscope.gateway.BUILD == "compiled")
     if os.environ.get("CI") == "true":
-        expected = "pure" if os.environ.get(PURE_ENV) == "1" else "compiled"
-        assert gyroscope.gateway.BUILD == expected, "make test compiles the gateway in CI"
+        wanted = "pure" if os.environ.get(PURE_ENV) == "1" else "compiled"
+        assert wanted == gyroscope.gateway.BUILD, "make test compiles the gateway in CI"
