@@ -80,6 +80,7 @@ def main() -> int:
     parser.add_argument("--clean", action="store_true", help="remove the compiled modules")
     parser.add_argument("--stamp", type=Path, help="touch this file after a successful compile")
     args = parser.parse_args()
+    stamp = args.stamp.resolve() if args.stamp is not None else None  # before compile's chdir
     clean()
     if args.clean:
         return 0
@@ -94,8 +95,8 @@ def main() -> int:
         print(f"compile_gateway: build failed ({exc}); see the errors above", file=sys.stderr)
         return 1
     print(f"compile_gateway: compiled {len(hot_modules())} gateway modules", file=sys.stderr)
-    if args.stamp is not None:
-        args.stamp.touch()
+    if stamp is not None:
+        stamp.touch()
     return 0
 
 

@@ -33,6 +33,7 @@ from gyroscope.gateway._exchange import BODY, QUEUED, WAIT_HEAD, Exchange
 from gyroscope.gateway._health import OutlierDetector, available, slow_start_weight
 from gyroscope.gateway._keys import KeySpec
 from gyroscope.gateway._limits import ClientLimiter, RetryBudget
+from gyroscope.gateway._native import BUILD
 from gyroscope.gateway._policies import make_policy
 from gyroscope.gateway._stats import ExchangeStats, GatewayCollector, RouteCounters
 from gyroscope.gateway._upstream import Pool, as_protocol
@@ -179,7 +180,7 @@ class Gateway(Service):
 
             self.admin = AdminApi(self, self.config.admin, self.config.admin_token)
             await self.admin.start()
-        log.info("%s: listening on %s:%d", self.name, host, self.port)
+        log.info("%s: listening on %s:%d (%s build)", self.name, host, self.port, BUILD)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, let in-flight requests finish for up to ``grace`` s, then abort the rest."""
