@@ -77,6 +77,9 @@ class ClientConnection:
         set_nodelay(transport)
         self.gw.clients.add(self)
 
+    def eof_received(self) -> bool:
+        return False  # the peer finished sending: close (what asyncio.Protocol's default does)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.gw.forget_client(self)

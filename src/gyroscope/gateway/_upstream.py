@@ -84,6 +84,9 @@ class UpstreamConnection:
         set_nodelay(transport)
         self.pool.live += 1
 
+    def eof_received(self) -> bool:
+        return False  # the peer finished sending: close (what asyncio.Protocol's default does)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.live -= 1
