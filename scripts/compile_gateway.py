@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.machinery
+import importlib.util
 import os
 import shutil
 import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -26,19 +28,24 @@ GATEWAY = SRC / "gyroscope" / "gateway"
 BUILD_TEMP = ROOT / ".venv" / "mypyc-build"
 
 
+def native() -> Any:
+    """``gyroscope.gateway._native`` alone, without importing the package (or a stale build)."""
+    spec = importlib.util.spec_from_file_location("_native", GATEWAY / "_native.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def hot_modules() -> tuple[str, ...]:
-    sys.path.insert(0, str(GATEWAY))  # _native alone, without importing the package
-    try:
-        from _native import HOT  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
-    return tuple(HOT)
+    return tuple(native().HOT)
 
 
 def clean() -> None:
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         for path in [*GATEWAY.glob(f"*{suffix}"), *SRC.glob(f"*__mypyc{suffix}")]:
             path.unlink()
+    (GATEWAY / native().MANIFEST).unlink(missing_ok=True)
 
 
 def toolchain_problem() -> str | None:
@@ -59,6 +66,7 @@ def compile_hot() -> None:
     from setuptools import setup
 
     files = [f"gyroscope/gateway/{name}.py" for name in hot_modules()]
+    digests = native().source_digests(GATEWAY)  # what is compiled, read before compiling it
     os.chdir(SRC)  # module names are found from here; the shared runtime lands on sys.path
     setup(
         name="gyroscope-gateway-native",
@@ -73,6 +81,8 @@ def compile_hot() -> None:
             str(BUILD_TEMP / "lib"),
         ],
     )
+    lines = "".join(f"{name} {digest}\n" for name, digest in digests.items())
+    (GATEWAY / native().MANIFEST).write_text(lines)  # last: the build is complete
 
 
 def main() -> int:

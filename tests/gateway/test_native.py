@@ -5,47 +5,62 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import gyroscope.gateway
-from gyroscope.gateway._native import HOT, PURE_ENV, compiled_modules, select_build
+from gyroscope.gateway._native import (
+    HOT,
+    MANIFEST,
+    PURE_ENV,
+    compiled_modules,
+    select_build,
+    source_digests,
+)
 
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 @pytest.fixture
-def package(tmp_path: Path) -> Path:
-    """A stand-in package directory holding every hot module's source and an extension file."""
+def package(tmp_path: Path) -> Iterator[Path]:
+    """A stand-in package directory: every hot module's source, its extension, and the manifest
+    of the sources the build was made from."""
     for name in HOT:
-        (tmp_path / f"{name}.py").write_text("")
+        (tmp_path / f"{name}.py").write_text(f"# {name}\n")
         (tmp_path / f"{name}{SUFFIX}").write_bytes(b"")
+    digests = source_digests(tmp_path)
+    (tmp_path / MANIFEST).write_text("".join(f"{n} {d}\n" for n, d in digests.items()))
     yield tmp_path
     sys.path_importer_cache.pop(str(tmp_path), None)
 
 
-def test_a_fresh_build_runs_compiled(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_current_build_runs_compiled(package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(PURE_ENV, raising=False)
-    for name in HOT:
-        os.utime(package / f"{name}.py", (1, 1))
     assert set(compiled_modules(package)) == set(HOT)
     assert select_build(package) == "compiled"
     assert str(package) not in sys.path_importer_cache
 
 
-def test_a_source_edited_after_the_build_runs_the_sources(
-    package: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("change", ["edit a source", "lose the manifest", "lose an extension"])
+def test_a_build_not_made_from_these_sources_runs_the_sources(
+    package: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, change: str
 ) -> None:
+    """Edited since the last make (an extension's stub is not even rebuilt then, so its file time
+    proves nothing), or a build that never finished."""
     monkeypatch.delenv(PURE_ENV, raising=False)
-    for name in HOT:
-        os.utime(package / f"{name}.py", (1, 1))
-    os.utime(package / "_exchange.py")  # edited now, after its extension was built
+    if change == "edit a source":
+        (package / "_exchange.py").write_text("# edited\n")
+    elif change == "lose the manifest":
+        (package / MANIFEST).unlink()
+    else:
+        (package / f"_exchange{SUFFIX}").unlink()
     assert select_build(package) == "pure (stale build)"
-    assert "compiled _exchange older than its source" in caplog.text
+    assert "does not match the sources" in caplog.text and "_exchange" in caplog.text
     finder = sys.path_importer_cache[str(package)]
-    spec = finder.find_spec("_exchange")  # type: ignore[union-attr]
-    assert spec is not None and spec.origin == str(package / "_exchange.py")
+    spec = finder.find_spec("_head")  # type: ignore[union-attr]
+    assert spec is not None and spec.origin == str(package / "_head.py")
 
 
 def test_the_environment_can_ask_for_the_sources(

@@ -10,19 +10,29 @@ Two safeguards decide, before any hot module is imported:
 
 - ``GYRO_GATEWAY_PURE=1`` in the environment runs the sources (to profile line by line, or to rule
   the compiled build out when chasing a problem);
-- a compiled module older than its source (edited since the last ``make``) is never run: the
-  sources are, with one warning saying how to rebuild.
+- a compiled build made from other sources than those present (a module edited since the last
+  ``make``) is never run: the sources are, with one warning saying how to rebuild.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import logging
 import os
 import sys
 from pathlib import Path
 
-__all__ = ["BUILD", "HOT", "PURE_ENV", "compiled_modules", "select_build"]
+__all__ = [
+    "BUILD",
+    "HOT",
+    "MANIFEST",
+    "PURE_ENV",
+    "compiled_modules",
+    "read_manifest",
+    "select_build",
+    "source_digests",
+]
 
 log = logging.getLogger("gyroscope.gateway")
 
@@ -45,6 +55,8 @@ HOT = (
 )
 
 _HERE = Path(__file__).parent
+# Written by scripts/compile_gateway.py next to the extensions: "module sha256" per line.
+MANIFEST = "_native.sources"
 
 
 def compiled_modules(directory: Path = _HERE) -> dict[str, Path]:
@@ -58,22 +70,43 @@ def compiled_modules(directory: Path = _HERE) -> dict[str, Path]:
     return found
 
 
+def source_digests(directory: Path = _HERE) -> dict[str, str]:
+    """SHA-256 of each hot module's source: what a build was made from (``MANIFEST``)."""
+    return {
+        name: hashlib.sha256((directory / f"{name}.py").read_bytes()).hexdigest() for name in HOT
+    }
+
+
+def read_manifest(directory: Path = _HERE) -> dict[str, str]:
+    try:
+        text = (directory / MANIFEST).read_text()
+    except OSError:
+        return {}
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+
+
 def select_build(directory: Path = _HERE) -> str:
     """Which build runs: ``compiled``, ``pure``, or ``pure (stale build)``. For the last two,
-    this package's imports are made to load sources only, so no compiled module runs."""
+    this package's imports are made to load sources only, so no compiled module runs.
+
+    A build is current when every hot source still has the digest it was compiled from. (Not
+    file times: a module's extension is only a stub that is not rebuilt when its code changes,
+    and a checkout sets times without changing content.)
+    """
     compiled = compiled_modules(directory)
     if not compiled:
         return "pure"
+    built_from = read_manifest(directory)
     stale = sorted(
         name
-        for name, ext in compiled.items()
-        if (directory / f"{name}.py").stat().st_mtime > ext.stat().st_mtime
+        for name, digest in source_digests(directory).items()
+        if name not in compiled or built_from.get(name) != digest
     )
     if os.environ.get(PURE_ENV) == "1":
         build = "pure"
     elif stale:
         log.warning(
-            "gateway: compiled %s older than its source; running the sources "
+            "gateway: compiled build of %s does not match the sources; running the sources "
             "(rebuild with: make, or scripts/compile_gateway.py)",
             ", ".join(stale),
         )
