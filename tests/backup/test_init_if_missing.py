@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -103,10 +104,13 @@ def test_racing_inits_of_a_local_directory_make_one_repository(tmp_path: Path) -
     race_inits(str(tmp_path / "repo"), racers=6)
 
 
-def test_a_stray_key_never_unlocks_the_repository(tmp_path: Path) -> None:
+def test_a_stray_key_never_unlocks_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """A key that wraps another master key under the same password (left by an init that lost a
     race before this safeguard) is skipped: the reader still decrypts what was written."""
     from gyroscope.backup import backup, restore
+    from gyroscope.backup._backend import LocalBackend, ObjectInfo
     from gyroscope.backup._crypto import MasterKey, wrap_key
 
     secret = Secret(password=PW.encode())
@@ -116,8 +120,21 @@ def test_a_stray_key_never_unlocks_the_repository(tmp_path: Path) -> None:
     (key_name,) = [k.name for k in repo.backend.list("keys")]
     doc = json.loads(repo.backend.read(key_name))
     doc["key"] = wrap_key(MasterKey.generate(), secret.kek(doc))
-    repo.backend.write("keys/00000000000000000000000000000000", json.dumps(doc).encode())
+    repo.backend.write("keys/" + "0" * 32, json.dumps(doc).encode())
     repo.close()
+    stray = "keys/" + "0" * 32
+    listed = LocalBackend.list
+
+    def stray_first(self: LocalBackend, prefix: str) -> list[ObjectInfo]:
+        return sorted(listed(self, prefix), key=lambda info: info.name != stray)
+
+    monkeypatch.setattr(LocalBackend, "list", stray_first)  # tried first: it must be skipped
+    with caplog.at_level(logging.WARNING, logger="gyroscope.backup._repo"):
+        for _ in range(3):  # a scheduled job opens it again and again: one warning, not three
+            again = Repository.open(str(tmp_path / "repo"), secret)
+            again.close()
+    warned = f"{tmp_path / 'repo'}: ignoring {stray} (left by an init that lost a race)"
+    assert [r.getMessage() for r in caplog.records].count(warned) == 1
     again = Repository.open(str(tmp_path / "repo"), secret)
     assert restore(again, snap, tmp_path / "out").errors == []
     again.close()

@@ -57,6 +57,7 @@ from gyroscope.errors import BackupError
 __all__ = ["FORMAT_VERSION", "IndexEntry", "Repository", "Secret"]
 
 log = logging.getLogger(__name__)
+_STRAY_KEYS_SEEN: set[tuple[str, str]] = set()
 
 FORMAT_VERSION = 1
 
@@ -274,7 +275,13 @@ class Repository:
                 continue
             if key_check is None or hmac.compare_digest(_key_check(master), key_check):
                 return master
-            log.warning("%s: ignoring %s (left by an init that lost a race)", location, info.name)
+            # Once per process: on append-only storage the key stays, and scheduled runs open the
+            # repository every few minutes.
+            level = logging.DEBUG if (location, info.name) in _STRAY_KEYS_SEEN else logging.WARNING
+            _STRAY_KEYS_SEEN.add((location, info.name))
+            log.log(
+                level, "%s: ignoring %s (left by an init that lost a race)", location, info.name
+            )
         if wanted == {"keyfile"}:
             raise WrongPasswordError(
                 "this repository is opened with a key file (--key-file)", location=location
