@@ -29,6 +29,7 @@ from gyroscope.core._http import (
 from gyroscope.core._loop import run, uvloop_available
 from gyroscope.core._metrics import CollectorRegistry, metrics_response
 from gyroscope.core._service import Health, Service, ServiceSpec, run_alone
+from gyroscope.core._sqlite import open_shared
 
 __all__ = [
     "Address",
@@ -58,6 +59,7 @@ __all__ = [
     "is_loopback",
     "load_config",
     "metrics_response",
+    "open_shared",
     "origin_problem",
     "parse_host_port",
     "read_yaml",

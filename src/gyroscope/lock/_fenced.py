@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gyroscope.core._sqlite import open_shared
+from gyroscope.core import open_shared
 from gyroscope.lock._errors import StaleTokenError
 
 __all__ = ["FencedResource"]

@@ -25,8 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gyroscope.core import Health
-from gyroscope.core._sqlite import open_shared
+from gyroscope.core import Health, open_shared
 from gyroscope.lock._backend import Busy, Grant, LockInfo
 from gyroscope.lock._errors import LockBackendError, LockDatabaseMissingError
 
