@@ -13,6 +13,7 @@ build is chosen at import time.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.machinery
 import importlib.util
 import os
@@ -28,8 +29,10 @@ GATEWAY = SRC / "gyroscope" / "gateway"
 BUILD_TEMP = ROOT / ".venv" / "mypyc-build"
 
 
+@functools.cache
 def native() -> Any:
-    """``gyroscope.gateway._native`` alone, without importing the package (or a stale build)."""
+    """``gyroscope.gateway._native`` alone, without importing the package (or a stale build);
+    loaded once."""
     spec = importlib.util.spec_from_file_location("_native", GATEWAY / "_native.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -53,7 +56,7 @@ def toolchain_problem() -> str | None:
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler}; install gcc)"
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
-        return f"no Python headers (install python{sys.version_info[0]}-dev)"
+        return "no Python headers (install python3-dev)"
     try:
         import mypyc  # noqa: F401
     except ImportError:

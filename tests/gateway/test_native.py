@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib.machinery
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +88,11 @@ def test_this_run_uses_the_build_it_reports() -> None:
     if os.environ.get("CI") == "true":
         wanted = "pure" if os.environ.get(PURE_ENV) == "1" else "compiled"
         assert wanted == gyroscope.gateway.BUILD, "make test compiles the gateway in CI"
+
+
+async def test_the_gateway_says_which_build_it_runs(
+    gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gyroscope.gateway")
+    gw = await gateway()
+    assert f"listening on 127.0.0.1:{gw.port} ({gyroscope.gateway.BUILD} build)" in caplog.text

@@ -41,17 +41,7 @@ def atomic_write(path: Path, data: bytes | bytearray | memoryview, *, mode: int 
             kept: int | None = stat.S_IMODE(os.stat(path).st_mode)
         except FileNotFoundError:
             kept = None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, mode)
-        try:
-            if kept is not None:
-                os.fchmod(fd, kept)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_exclusive(tmp, data, mode, kept)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException as exc:
@@ -71,14 +61,7 @@ def create_new(path: Path, data: bytes | bytearray | memoryview, *, mode: int = 
     """
     tmp = path.with_name(f".{path.name}.new-{secrets.token_hex(8)}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_exclusive(tmp, data, mode)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -90,6 +73,23 @@ def create_new(path: Path, data: bytes | bytearray | memoryview, *, mode: int = 
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _write_exclusive(
+    tmp: Path, data: bytes | bytearray | memoryview, mode: int, chmod: int | None = None
+) -> None:
+    """Create ``tmp`` (never an existing name, never through a symlink), write all of ``data``
+    and fsync it: the temporary file both ``atomic_write`` and ``create_new`` then put in place."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        if chmod is not None:
+            os.fchmod(fd, chmod)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
