@@ -24,6 +24,7 @@ from gyroscope.gateway import (
 from gyroscope.gateway._cache import request_cacheable, response_ttl
 from gyroscope.gateway._compress import choose_encoding, compressible, make_compressor
 from gyroscope.gateway._health import slow_start_weight
+from gyroscope.gateway._stats import BUCKETS, ExchangeStats
 
 
 def eps(n: int) -> list[Endpoint]:
@@ -256,3 +257,18 @@ def test_build_services_refuses_workers_inside_the_daemon(tmp_path):
 
     with pytest.raises(ConfigError, match="gyro gateway serve"):
         build_services(GatewayConfig(workers=2), tmp_path)
+
+
+def test_latency_lands_in_the_first_bucket_whose_bound_is_not_below_it():
+    """Prometheus buckets count observations <= le: a bound itself belongs to its own bucket."""
+    stats = ExchangeStats()
+    samples = [0.0, 0.0004, 0.001, 0.0010001, 0.0025, 0.7, 60.0, 61.0, 1e9]
+    for seconds in samples:
+        stats.observe(200, seconds)
+    by_bound = dict(zip((*BUCKETS, "+Inf"), stats.buckets, strict=True))
+    assert by_bound[0.001] == 3  # 0, 0.4 ms and exactly 1 ms
+    assert by_bound[0.0025] == 2  # just over 1 ms, and exactly 2.5 ms
+    assert by_bound[1.0] == 1 and by_bound[60.0] == 1
+    assert by_bound["+Inf"] == 2
+    assert sum(stats.buckets) == len(samples) and stats.codes[2] == len(samples)
+    assert stats.total_seconds == pytest.approx(sum(samples))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -17,7 +18,7 @@ import httptools
 from gyroscope.gateway._exchange import Exchange
 from gyroscope.gateway._request import PlainRequest, plain_head, plain_request
 from gyroscope.gateway._response import error_body, render_head
-from gyroscope.gateway._upstream import set_nodelay
+from gyroscope.gateway._upstream import set_nodelay, write_nowhere
 
 if TYPE_CHECKING:
     from gyroscope.gateway._gateway import Gateway
@@ -40,6 +41,8 @@ class ClientConnection:
         self.gw = gw
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
+        # ``transport.write``, bound once: compiled code then calls it without a method lookup
+        self.send: Callable[[bytes], object] = write_nowhere
         self.peer_ip = ""
         self.peer_ip_bytes = b""
         # At a message boundary as far as the parser's callbacks tell: a plain request may skip
@@ -71,6 +74,7 @@ class ClientConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they implement its interface
         self.transport = cast(asyncio.Transport, transport)
+        self.send = self.transport.write
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if isinstance(peer, tuple) else "unix"
         self.peer_ip_bytes = self.peer_ip.encode()
@@ -120,7 +124,7 @@ class ClientConnection:
         gw = self.gw
         method, url, block, keep_alive = plain
         route = gw.routes[0] if gw.single_route else gw.match(url)
-        if not route.plain or size > gw.limits.max_header_bytes or self.lingering_since is not None:
+        if not route.plain or size > gw.max_header_bytes or self.lingering_since is not None:
             return False
         if self.used_parser:
             # httptools may hold the first bytes of a request it saw begin; start it afresh
@@ -195,8 +199,8 @@ class ClientConnection:
     def write(self, data: bytes) -> None:
         if self.corked:
             self.out.append(data)
-        elif self.transport is not None and not self.closed:
-            self.transport.write(data)
+        elif not self.closed:
+            self.send(data)
 
     def cork(self) -> None:
         self.corked = True
@@ -206,8 +210,8 @@ class ClientConnection:
         out = self.out
         if out:
             self.out = []
-            if self.transport is not None and not self.closed:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if not self.closed:
+                self.send(out[0] if len(out) == 1 else b"".join(out))
 
     def pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None and not self.closed:
@@ -224,7 +228,7 @@ class ClientConnection:
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
-    def exchange_done(self, ex: Exchange) -> None:
+    def exchange_done(self, ex: Exchange, now: float) -> None:
         if ex is not self.current:
             return
         self.current = None
@@ -239,7 +243,7 @@ class ClientConnection:
                 return
             self.transport.close()
             return
-        self.idle_since = self.gw.clock()
+        self.idle_since = now
         if self.waiting:
             self.current = nxt = self.waiting.popleft()
             nxt.begin()

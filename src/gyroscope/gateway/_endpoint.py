@@ -7,7 +7,10 @@ use; it equals ``weight`` except while a recovered replica ramps up (slow start)
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gyroscope.gateway._upstream import Pool
 
 __all__ = ["Endpoint"]
 
@@ -19,6 +22,10 @@ class Endpoint:
     >>> ep.observe_latency(0.050, now=1.0); round(ep.cost(now=1.0), 3)
     0.05
     """
+
+    # The upstream connection pool, set by the gateway (the I/O layer) as it adds the replica;
+    # typed, so compiled code calls it directly. Policies and health never touch it.
+    pool: Pool
 
     __slots__ = (
         "address",
@@ -58,7 +65,6 @@ class Endpoint:
         self.ejections = 0
         self.draining = False
         self.recovered_at: float | None = None
-        self.pool: Any = None  # the upstream connection pool (I/O layer)
         self.stats: Any = None  # metrics children (I/O layer)
 
     def __repr__(self) -> str:

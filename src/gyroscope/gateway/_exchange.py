@@ -130,9 +130,8 @@ class Exchange:
             gw.next_request_id,
         )
 
-    @classmethod
+    @staticmethod
     def plain(
-        cls,
         gw: Gateway,
         client: ClientConnection,
         method: bytes,
@@ -143,7 +142,8 @@ class Exchange:
     ) -> Exchange:
         """A complete bodiless request whose upstream head is already built (see ``_request``)."""
         # A plain route reads no request header after the head is built.
-        return cls(gw, client, method, url, [], "1.1", (route, head, request_id))
+        # Named, not ``cls``: compiled code then calls the constructor directly.
+        return Exchange(gw, client, method, url, [], "1.1", (route, head, request_id))
 
     # -- request side ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -288,12 +288,12 @@ class Exchange:
         self.upconn = conn
         conn.exchange = self
         self.phase = WAIT_HEAD
-        first_byte = self.gw.timeouts.first_byte
+        first_byte = self.gw.first_byte_timeout
         if first_byte:
             # Counted from now, when the request goes out: time spent queued for a free replica
             # or connecting has its own limits. Only a plain route attaching within ``begin``
             # (no deadline was ever set) may take its arrival time, read a moment ago.
-            plain_now = not self.deadline and self.route.plain
+            plain_now = self.deadline == 0.0 and self.route.plain
             self.deadline = (self.started if plain_now else self.gw.clock()) + first_byte
         body = self.body
         if body:
@@ -570,14 +570,15 @@ class Exchange:
             self.client.write(body)
         self._finish(gateway_error=False)
 
-    def _finish(self, *, gateway_error: bool, now: float | None = None) -> None:
+    def _finish(self, *, gateway_error: bool, now: float = -1.0) -> None:
+        # ``now``: the caller's clock reading (never negative), so the hot path reads it once.
         if self.phase == DONE:
             return
         self.phase = DONE
         # A connection still being opened goes to the pool when it is ready (see _connected).
         self.connect_task = None
         gw = self.gw
-        if now is None:
+        if now < 0.0:
             now = gw.clock()
         if self.retrying:
             self.route.budget.retrying -= 1
@@ -588,7 +589,7 @@ class Exchange:
             self.route.stats_for(None).observe(self.status, now - self.started)
         if gw.access_log and access_log.isEnabledFor(logging.INFO):
             log_access(self, ep)
-        self.client.exchange_done(self)
+        self.client.exchange_done(self, now)
 
     def _release_ep(self, ep: Endpoint, status: int, gateway_error: bool, now: float) -> None:
         gw = self.gw

@@ -120,10 +120,11 @@ class Gateway(Service):
         self.config = config
         self.rng = rng
         self.reuse_port = reuse_port
-        self.timeouts = config.timeouts
-        self.limits = config.limits
+        self._apply_limits(config)
         self.access_log = config.access_log
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in start()
+        # Microseconds matter here (latency histograms, peak EWMA); the loop's clock counts
+        # milliseconds. Both read CLOCK_MONOTONIC, so deadlines compare with either.
         self.clock = time.monotonic
         self.wall = time.time
         self.endpoints: list[Endpoint] = []
@@ -159,7 +160,6 @@ class Gateway(Service):
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self.clock = self.loop.time
         host, port = parse_host_port(self.config.listen)
         sock = _listen_socket(host, port, self.reuse_port, self.name)
         self._server = await self.loop.create_server(
@@ -290,11 +290,12 @@ class Gateway(Service):
             self.refresh()
 
     def _now(self) -> float:
-        return self.clock()  # late bound: start() switches to the loop's clock
+        return self.clock()  # late bound: policies read the clock the gateway reads
 
     def next_request_id(self) -> bytes:
         self._rid += 1
-        return b"%s-%x" % (self._rid_prefix, self._rid)
+        # %b and %d only: compiled code builds these bytes without the generic formatter
+        return b"%b-%d" % (self._rid_prefix, self._rid)
 
     def forget_client(self, client: ClientConnection) -> None:
         self.clients.discard(client)
@@ -421,12 +422,19 @@ class Gateway(Service):
             from gyroscope.gateway._admin import admin_token_bytes
 
             self.admin.token = admin_token_bytes(config.admin_token)  # a rotated token applies now
-        self.timeouts, self.limits = config.timeouts, config.limits
+        self._apply_limits(config)
         self.outlier = self._make_outlier(config)
         self._apply_routes(config.routes)
         self.refresh()
 
     # -- internals ---------------------------------------------------------------------------------
+    def _apply_limits(self, config: GatewayConfig) -> None:
+        self.timeouts = config.timeouts
+        self.limits = config.limits
+        # What every request reads, copied out of the config models (plain fields, no lookup)
+        self.max_header_bytes = config.limits.max_header_bytes
+        self.first_byte_timeout = config.timeouts.first_byte
+
     def _make_outlier(self, config: GatewayConfig) -> OutlierDetector | None:
         o = config.outlier
         if not o.enabled:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -36,6 +37,10 @@ def as_protocol(handler: object) -> asyncio.Protocol:
     return cast(asyncio.Protocol, handler)
 
 
+def write_nowhere(data: bytes) -> None:
+    """What a connection writes to before its transport exists: nothing (it never started)."""
+
+
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -57,6 +62,7 @@ class UpstreamConnection:
         "pool",
         "received",
         "remaining",
+        "send",
         "transport",
         "uses",
     )
@@ -64,6 +70,8 @@ class UpstreamConnection:
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
+        # ``transport.write``, bound once: compiled code then calls it without a method lookup
+        self.send: Callable[[bytes], object] = write_nowhere
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
         self.headers: list[tuple[bytes, bytes]] = []
@@ -81,6 +89,7 @@ class UpstreamConnection:
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they implement its interface
         self.transport = cast(asyncio.Transport, transport)
+        self.send = self.transport.write
         set_nodelay(transport)
         self.pool.live += 1
 
@@ -195,8 +204,8 @@ class UpstreamConnection:
 
     # -- for the exchange and the pool -------------------------------------------------------------
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+        if not self.closed:
+            self.send(data)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
