@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -12,8 +13,8 @@ import pytest
 async def test_query_values_stay_out_of_the_access_log(
     echo, gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    gw = await gateway([echo])
     caplog.set_level(logging.INFO, logger="gyroscope.gateway.access")
+    gw = await gateway([echo])
     async with httpx.AsyncClient(base_url=gw.url) as client:
         answer = await client.get("/v1/models?api_key=QSECRET&limit=5")
     assert answer.status_code == 200
@@ -21,3 +22,41 @@ async def test_query_values_stay_out_of_the_access_log(
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name.endswith("access")]
     assert [line["path"] for line in lines] == ["/v1/models?api_key=…&limit=…"]
     assert "QSECRET" not in caplog.text
+
+
+async def test_an_access_log_level_set_at_run_time_applies_within_a_sweep(
+    echo, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Requests read a flag the sweeper refreshes, instead of asking logging each time."""
+    caplog.set_level(logging.WARNING, logger="gyroscope.gateway.access")
+    gw = await gateway([echo])
+
+    def access_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.endswith("access")]
+
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/quiet")).status_code == 200
+        assert access_lines() == []
+        caplog.set_level(logging.INFO, logger="gyroscope.gateway.access")
+        for _ in range(50):  # bounded: 50 x 0.1 s
+            assert (await client.get("/heard")).status_code == 200
+            if access_lines():
+                break
+            await asyncio.sleep(0.1)
+    paths = [json.loads(r.getMessage())["path"] for r in access_lines()]
+    assert paths and set(paths) == {"/heard"}
+
+
+async def test_a_reload_turns_the_access_log_off(
+    echo, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gyroscope.gateway.access")
+    gw = await gateway([echo])
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        assert (await client.get("/before")).status_code == 200
+        await gw.reload(gw.config.model_copy(update={"access_log": False}))
+        assert (await client.get("/after")).status_code == 200
+    paths = [
+        json.loads(r.getMessage())["path"] for r in caplog.records if r.name.endswith("access")
+    ]
+    assert paths == ["/before"]

@@ -163,6 +163,21 @@ def test_remembered_heads_give_the_verdict_a_fresh_parse_gives(pieces, tail):
     assert len(_head._SEEN) <= _head._SEEN.limit
 
 
+def test_the_last_head_is_recognised_by_its_prefix_alone():
+    """The head seen last is checked before the table: data starting with it has exactly that
+    head, whatever follows; anything else is looked at afresh."""
+    head = NGINX[: NGINX.find(b"\r\n\r\n") + 4]
+    verdict = simple_head(NGINX)
+    assert verdict is not None and _head._RECENT.key == head
+    assert simple_head(head + b"[1, 2, 3]") == verdict  # another body of the same length
+    assert simple_head(head[:-1]) is None  # not complete: the parser waits
+    assert simple_head(b"\0" + head) is None  # garbage, whatever came before
+    not_found = simple_head(head.replace(b"200 OK", b"404 Not Found") + b"{}")
+    assert not_found is not None and not_found[0] == 404
+    assert simple_head(NGINX) == verdict
+    assert _head.Recent(None).key == b"\0"  # a fresh slot matches no HTTP answer
+
+
 def test_the_table_of_heads_stays_bounded():
     for n in range(3 * _head._SEEN.limit):
         assert simple_head(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n) is not None

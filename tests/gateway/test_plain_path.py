@@ -118,6 +118,18 @@ def test_remembered_requests_stay_exact_and_bounded() -> None:
     assert plain_request(big) is not None and big not in _request._SEEN
 
 
+def test_the_last_request_is_recognised_only_when_repeated_exactly() -> None:
+    from gyroscope.gateway import _request
+
+    data = b"GET /v1/models HTTP/1.1\r\nHost: a\r\n\r\n"
+    verdict = plain_request(data)
+    assert verdict is not None and _request._RECENT.key == data
+    assert plain_request(data) == verdict
+    assert plain_request(data + b"GET / HTTP/1.1\r\n") is None  # pipelined: httptools' job
+    assert plain_request(data[:-2]) is None
+    assert plain_request(data) == verdict
+
+
 async def test_plain_and_parsed_requests_share_one_connection(echo, gateway, monkeypatch):
     """A client mixing bodiless GETs and POSTs: both paths answer in order, heads rewritten."""
     taken = 0

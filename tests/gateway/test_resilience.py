@@ -44,6 +44,7 @@ async def test_ejects_an_erroring_replica_and_brings_it_back(demos, gateway):
 
 async def test_retries_land_on_another_replica(demos, gateway, caplog):
     servers = await demos(3)
+    caplog.set_level(logging.INFO, logger="gyroscope.gateway.access")
     servers[0].set_faults(error_rate=1.0, error_status=503)
     gw = await gateway(
         servers,
@@ -56,7 +57,6 @@ async def test_retries_land_on_another_replica(demos, gateway, caplog):
             }
         ],
     )
-    caplog.set_level(logging.INFO, logger="gyroscope.gateway.access")
     async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
         statuses = [
             (await client.post("/v1/chat/completions", json=CHAT)).status_code for _ in range(30)

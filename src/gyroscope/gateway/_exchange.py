@@ -13,7 +13,6 @@ Hazards this module is built around:
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Final
 
 from gyroscope.gateway._extras import (
@@ -41,8 +40,6 @@ if TYPE_CHECKING:
     from gyroscope.gateway._upstream import UpstreamConnection
 
 __all__ = ["Exchange"]
-
-access_log = logging.getLogger("gyroscope.gateway.access")
 
 # phases, for timeouts and for what a failure means
 QUEUED: Final = 0
@@ -587,7 +584,7 @@ class Exchange:
             self._release_ep(ep, self.status, gateway_error, now)
         else:
             self.route.stats_for(None).observe(self.status, now - self.started)
-        if gw.access_log and access_log.isEnabledFor(logging.INFO):
+        if gw.log_access:
             log_access(self, ep)
         self.client.exchange_done(self, now)
 

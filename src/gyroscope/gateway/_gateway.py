@@ -30,6 +30,7 @@ from gyroscope.gateway._config import BackendConfig, GatewayConfig, RouteConfig
 from gyroscope.gateway._endpoint import Endpoint
 from gyroscope.gateway._errors import BackendExistsError, UnknownBackendError
 from gyroscope.gateway._exchange import BODY, QUEUED, WAIT_HEAD, Exchange
+from gyroscope.gateway._extras import access_log
 from gyroscope.gateway._health import OutlierDetector, available, slow_start_weight
 from gyroscope.gateway._keys import KeySpec
 from gyroscope.gateway._limits import ClientLimiter, RetryBudget
@@ -120,8 +121,7 @@ class Gateway(Service):
         self.config = config
         self.rng = rng
         self.reuse_port = reuse_port
-        self._apply_limits(config)
-        self.access_log = config.access_log
+        self._apply_settings(config)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in start()
         # Microseconds matter here (latency histograms, peak EWMA); the loop's clock counts
         # milliseconds. Both read CLOCK_MONOTONIC, so deadlines compare with either.
@@ -160,6 +160,7 @@ class Gateway(Service):
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.check_access_log()  # logging is usually configured between construction and start
         host, port = parse_host_port(self.config.listen)
         sock = _listen_socket(host, port, self.reuse_port, self.name)
         self._server = await self.loop.create_server(
@@ -422,18 +423,25 @@ class Gateway(Service):
             from gyroscope.gateway._admin import admin_token_bytes
 
             self.admin.token = admin_token_bytes(config.admin_token)  # a rotated token applies now
-        self._apply_limits(config)
+        self._apply_settings(config)
         self.outlier = self._make_outlier(config)
         self._apply_routes(config.routes)
         self.refresh()
 
     # -- internals ---------------------------------------------------------------------------------
-    def _apply_limits(self, config: GatewayConfig) -> None:
+    def _apply_settings(self, config: GatewayConfig) -> None:
         self.timeouts = config.timeouts
         self.limits = config.limits
         # What every request reads, copied out of the config models (plain fields, no lookup)
         self.max_header_bytes = config.limits.max_header_bytes
         self.first_byte_timeout = config.timeouts.first_byte
+        self.access_log = config.access_log
+        self.check_access_log()
+
+    def check_access_log(self) -> None:
+        """Whether requests write access lines: asked of logging here, by start, reload and the
+        sweeper, not by every request (a level set at run time applies within SWEEP_INTERVAL)."""
+        self.log_access = self.access_log and access_log.isEnabledFor(logging.INFO)
 
     def _make_outlier(self, config: GatewayConfig) -> OutlierDetector | None:
         o = config.outlier
@@ -482,6 +490,7 @@ class Gateway(Service):
                 log.exception("%s: sweep failed", self.name)
 
     def _sweep(self, now: float) -> None:
+        self.check_access_log()
         changed = False
         window = self.config.health.slow_start
         for ep in self.endpoints:

@@ -17,8 +17,9 @@ and the full httptools path handles it, so strictness here never rejects a valid
 from __future__ import annotations
 
 import re
+from typing import Final
 
-from gyroscope.gateway._memo import ParseMemo
+from gyroscope.gateway._memo import ParseMemo, Recent
 
 __all__ = ["SimpleHead", "simple_head"]
 
@@ -41,7 +42,7 @@ _NOT_SIMPLE = re.compile(
 SimpleHead = tuple[int, int, bytes, int, bool, bool]
 
 
-_LONGEST_REMEMBERED = 4096
+_LONGEST_REMEMBERED: Final = 4096
 
 
 def simple_head(data: bytes) -> SimpleHead | None:
@@ -52,12 +53,18 @@ def simple_head(data: bytes) -> SimpleHead | None:
     verdict on a head seen lately is remembered (``_memo``): only Date changes from one answer of
     a replica to the next, once a second.
     """
+    recent = _RECENT
+    if data.startswith(recent.key):  # that head again, exactly: it ends at its first blank line
+        return recent.verdict
     end = data.find(b"\r\n\r\n") + 4
     if end == 3:
         return None  # incomplete: the parser waits for the rest
     if end > _LONGEST_REMEMBERED:
         return _parse(data)
-    return _SEEN[data[:end]]
+    head = data[:end]
+    verdict = _SEEN[head]
+    recent.key, recent.verdict = head, verdict
+    return verdict
 
 
 def _parse(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out is one rule
@@ -93,4 +100,5 @@ def _parse(data: bytes) -> SimpleHead | None:  # noqa: PLR0911 - each bail-out i
     return status, m.end(), block, int(value), keep_alive, b"\r\ndate:" in lowered
 
 
-_SEEN: ParseMemo[SimpleHead | None] = ParseMemo(_parse)
+_SEEN: Final[ParseMemo[SimpleHead | None]] = ParseMemo(_parse)
+_RECENT: Final[Recent[SimpleHead | None]] = Recent(None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-__all__ = ["ParseMemo"]
+__all__ = ["ParseMemo", "Recent"]
 
 T = TypeVar("T")
 
@@ -35,3 +35,15 @@ class ParseMemo(dict[bytes, T], Generic[T]):
             self.clear()
         self[key] = found
         return found
+
+
+class Recent(Generic[T]):
+    """The last bytes parsed and their verdict, checked before the table: a replica mostly repeats
+    one head and a client one request, so the common case is one comparison, without the hash
+    (and for answers the search and copy) that a table lookup needs."""
+
+    __slots__ = ("key", "verdict")
+
+    def __init__(self, verdict: T) -> None:
+        self.key = b"\0"  # no HTTP message starts with NUL, and one that did would not be plain
+        self.verdict = verdict

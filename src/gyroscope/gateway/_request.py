@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final
 
-from gyroscope.gateway._memo import ParseMemo
+from gyroscope.gateway._memo import ParseMemo, Recent
 from gyroscope.gateway._response import HOP_BY_HOP, connection_listed
 
 __all__ = ["PlainRequest", "dechunk", "plain_head", "plain_request", "upstream_head"]
@@ -39,7 +40,7 @@ _NOT_PLAIN = re.compile(
 PlainRequest = tuple[bytes, bytes, bytes, bool]
 
 
-_LONGEST_REMEMBERED = 2048
+_LONGEST_REMEMBERED: Final = 2048
 
 
 def plain_request(data: bytes) -> PlainRequest | None:
@@ -54,9 +55,14 @@ def plain_request(data: bytes) -> PlainRequest | None:
     >>> plain_request(b"POST /v1/completions HTTP/1.1\\r\\nHost: a\\r\\n\\r\\n") is None
     True
     """
+    recent = _RECENT
+    if data == recent.key:
+        return recent.verdict
     if len(data) > _LONGEST_REMEMBERED:
         return _parse(data)
-    return _SEEN[data]
+    verdict = _SEEN[data]
+    recent.key, recent.verdict = data, verdict
+    return verdict
 
 
 def _parse(data: bytes) -> PlainRequest | None:
@@ -79,7 +85,8 @@ def _parse(data: bytes) -> PlainRequest | None:
     return m[1], m[2], block[:at] + block[eol:], token == b"keep-alive"
 
 
-_SEEN: ParseMemo[PlainRequest | None] = ParseMemo(_parse)
+_SEEN: Final[ParseMemo[PlainRequest | None]] = ParseMemo(_parse)
+_RECENT: Final[Recent[PlainRequest | None]] = Recent(None)
 
 
 def plain_head(

@@ -6,6 +6,7 @@ import json
 import time
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Final
 
 __all__ = [
     "HOP_BY_HOP",
@@ -30,8 +31,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-_STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus}
-_date: list[object] = [0, b""]
+_STATUS_LINES: Final = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in HTTPStatus
+}
+_date: Final[list[object]] = [0, b""]
 
 
 def _date_header() -> bytes:
