@@ -254,6 +254,13 @@ class Proc:
                 self.proc.wait()
 
 
+def gateway_build() -> str:
+    """Which build the gateway processes run (they import the same sources as this one)."""
+    code = "from gyroscope.gateway._native import BUILD; print(BUILD)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def wrk(
     port: int, seconds: float, connections: int, during: Callable[[], None] | None = None
 ) -> tuple[float, float, int]:
@@ -408,7 +415,8 @@ def run(args: argparse.Namespace, tmp: Path, procs: list[Proc]) -> None:
 
     print(
         f"gateway benchmark: wrk -t1 -c{args.connections} -d{args.seconds}s GET, "
-        f"{args.rounds} interleaved rounds, 3 nginx upstreams, {os.cpu_count()} CPUs"
+        f"{args.rounds} interleaved rounds, 3 nginx upstreams, {os.cpu_count()} CPUs, "
+        f"gateway build: {gateway_build()}"
     )
     for t in targets:  # warm up: connections, caches, the gateway's pools
         wrk(t.port, 2, args.connections)

@@ -320,15 +320,15 @@ class Exchange:
         client = self.client
         keep = client.keep_alive and not client.closing and not self.gw.draining
         client.keep_alive = keep
-        out = render_simple_head(status, block, has_date, keep, self.request_id)
+        rid = self.request_id
         end = start + length
         if len(data) < end:
             conn.remaining = end - len(data)
-            client.write(out + data[start:])
+            client.write(render_simple_head(status, block, has_date, keep, rid, data[start:]))
             return True
         if len(data) > end:
             conn.keep_alive = False  # bytes after the answer: the connection's state is unknown
-        client.write(out + data[start:end])
+        client.write(render_simple_head(status, block, has_date, keep, rid, data[start:end]))
         conn.exchange = None
         self.response_complete(conn)
         return True

@@ -130,13 +130,14 @@ def render_head(
 
 
 def render_simple_head(
-    status: int, block: bytes, has_date: bool, keep_alive: bool, request_id: bytes
+    status: int, block: bytes, has_date: bool, keep_alive: bool, request_id: bytes, body: bytes
 ) -> bytes:
-    """A head around a plain upstream header ``block`` that already carries Content-Length."""
+    """A head around a plain upstream header ``block`` that already carries Content-Length,
+    followed by the first ``body`` bytes (built as one bytes object: one copy, one write)."""
     line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
     date = b"" if has_date else _date_header()
     close = b"" if keep_alive else b"connection: close\r\n"
-    return b"%b%b%b%bx-request-id: %b\r\n\r\n" % (line, block, date, close, request_id)
+    return b"%b%b%b%bx-request-id: %b\r\n\r\n%b" % (line, block, date, close, request_id, body)
 
 
 def error_body(status: int, message: str) -> bytes:
