@@ -60,3 +60,26 @@ async def test_a_reload_turns_the_access_log_off(
         json.loads(r.getMessage())["path"] for r in caplog.records if r.name.endswith("access")
     ]
     assert paths == ["/before"]
+
+
+async def test_requests_do_not_ask_logging_each_time(echo, gateway, monkeypatch) -> None:
+    """Logging is asked once per sweep (0.1 s), however many requests pass meanwhile."""
+    from gyroscope.gateway._extras import access_log
+
+    gw = await gateway([echo])
+    asked = 0
+    real = access_log.isEnabledFor
+
+    def counting(level: int) -> bool:
+        nonlocal asked
+        asked += 1
+        return real(level)
+
+    monkeypatch.setattr(access_log, "isEnabledFor", counting)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with httpx.AsyncClient(base_url=gw.url) as client:
+        for _ in range(200):
+            assert (await client.get("/x")).status_code == 200
+    sweeps = (loop.time() - started) / 0.1 + 2
+    assert asked <= sweeps, (asked, sweeps)

@@ -178,6 +178,19 @@ def test_the_last_head_is_recognised_by_its_prefix_alone():
     assert _head.Recent(None).key == b"\0"  # a fresh slot matches no HTTP answer
 
 
+def test_a_head_seen_last_takes_its_verdict_from_the_slot():
+    """A planted verdict comes back for data starting with the slot's head, and only for it."""
+    head = NGINX[: NGINX.find(b"\r\n\r\n") + 4]
+    simple_head(NGINX)
+    planted = (299, len(head), b"planted\r\n", 2, True, True)
+    _head._RECENT.verdict = planted
+    try:
+        assert simple_head(head + b"{}") == planted
+        assert simple_head(head.replace(b"200 OK", b"201 Created") + b"{}") != planted
+    finally:
+        _head._RECENT.key, _head._RECENT.verdict = b"\0", None
+
+
 def test_the_table_of_heads_stays_bounded():
     for n in range(3 * _head._SEEN.limit):
         assert simple_head(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n) is not None

@@ -128,6 +128,13 @@ def test_the_last_request_is_recognised_only_when_repeated_exactly() -> None:
     assert plain_request(data + b"GET / HTTP/1.1\r\n") is None  # pipelined: httptools' job
     assert plain_request(data[:-2]) is None
     assert plain_request(data) == verdict
+    planted = (b"GET", b"/planted", b"", True)
+    _request._RECENT.verdict = planted
+    try:
+        assert plain_request(data) == planted  # an exact repeat is answered from the slot
+        assert plain_request(data.replace(b"/v1/models", b"/v1/other")) != planted
+    finally:
+        _request._RECENT.key, _request._RECENT.verdict = b"\0", None
 
 
 async def test_plain_and_parsed_requests_share_one_connection(echo, gateway, monkeypatch):

@@ -123,8 +123,8 @@ class Gateway(Service):
         self.reuse_port = reuse_port
         self._apply_settings(config)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in start()
-        # Microseconds matter here (latency histograms, peak EWMA); the loop's clock counts
-        # milliseconds. Both read CLOCK_MONOTONIC, so deadlines compare with either.
+        # Microseconds matter here (latency histograms, peak EWMA): not the loop's clock, which
+        # counts whole milliseconds. Every deadline and stamp here is read from this one clock.
         self.clock = time.monotonic
         self.wall = time.time
         self.endpoints: list[Endpoint] = []
@@ -402,6 +402,10 @@ class Gateway(Service):
         """Apply a new config's replicas and routes without dropping in-flight requests."""
         if config.listen != self.config.listen:
             log.warning("%s: listen address changes need a restart; keeping it", self.name)
+        self._apply_settings(config)  # first: replicas added below get the new pool limits
+        for ep in self.endpoints:
+            ep.pool.max_idle = self.limits.max_idle_per_backend
+            ep.pool.keepalive = self.timeouts.upstream_keepalive
         wanted = {b.name: b for b in config.backends}
         for ep in list(self.endpoints):
             if ep.name not in wanted:
@@ -423,7 +427,6 @@ class Gateway(Service):
             from gyroscope.gateway._admin import admin_token_bytes
 
             self.admin.token = admin_token_bytes(config.admin_token)  # a rotated token applies now
-        self._apply_settings(config)
         self.outlier = self._make_outlier(config)
         self._apply_routes(config.routes)
         self.refresh()

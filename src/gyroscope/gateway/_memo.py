@@ -38,9 +38,14 @@ class ParseMemo(dict[bytes, T], Generic[T]):
 
 
 class Recent(Generic[T]):
-    """The last bytes parsed and their verdict, checked before the table: a replica mostly repeats
-    one head and a client one request, so the common case is one comparison, without the hash
-    (and for answers the search and copy) that a table lookup needs."""
+    """The last bytes parsed and their verdict, checked before the table.
+
+    One slot per table, shared by every replica (or client) the process serves: where they send
+    the same head, as replicas of one model server do apart from Date, the common case is one
+    comparison, without the hash (and for answers the search and copy) of a table lookup; where
+    they differ, a miss costs one comparison more. Read and written by the event loop's thread
+    only (one loop per process), so the two fields never disagree.
+    """
 
     __slots__ = ("key", "verdict")
 

@@ -133,7 +133,8 @@ def render_simple_head(
     status: int, block: bytes, has_date: bool, keep_alive: bool, request_id: bytes, body: bytes
 ) -> bytes:
     """A head around a plain upstream header ``block`` that already carries Content-Length,
-    followed by the first ``body`` bytes (built as one bytes object: one copy, one write)."""
+    followed by the first ``body`` bytes: one bytes object for one write, without copying the
+    head a second time to append the body."""
     line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
     date = b"" if has_date else _date_header()
     close = b"" if keep_alive else b"connection: close\r\n"
