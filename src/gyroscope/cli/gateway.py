@@ -12,7 +12,7 @@ import click
 from pydantic import ValidationError
 
 from gyroscope.core import format_validation_error, run
-from gyroscope.errors import ConfigError
+from gyroscope.errors import ConfigError, GatewayError
 from gyroscope.gateway import POLICIES, Gateway, GatewayConfig
 from gyroscope.gateway._admin import call_admin
 from gyroscope.gateway._run import WORKER_ENV, load_gateway_config, run_workers, serve
@@ -308,6 +308,44 @@ def reload(admin_url: str, token: str | None) -> None:
     """
     answer = _call(admin_url, "POST", "/v1/reload", None, token)
     click.echo(f"reloaded: {len(answer.get('backends', []))} replicas")
+
+
+@gateway.command("compile")
+@click.option("--clean", is_flag=True, help="Remove the compiled build instead.")
+def compile_cmd(clean: bool) -> None:
+    """Compile the gateway's hot path with mypyc, for an installed gyroscope.
+
+    The gateway then spends about a fifth of the Python time per request (a `make` in a clone
+    does this already). Needs gcc, the Python headers (python3-dev) and
+    `pip install 'gyroscope[compile]'`. Takes a minute or two; a running gateway picks the build
+    up when it restarts. After upgrading gyroscope, compile again (until then the gateway runs
+    its sources, and says so); before `pip uninstall`, run `--clean` (pip does not know these
+    files).
+
+    \b
+    Examples:
+      gyro gateway compile
+      gyro gateway compile --clean
+    """
+    import tempfile
+
+    from gyroscope.gateway import _compile
+
+    removed = _compile.clean()
+    if clean:
+        click.echo(f"removed the compiled gateway ({len(removed)} files): the sources run")
+        return
+    problem = _compile.toolchain_problem()
+    if problem is not None:
+        raise GatewayError(f"cannot compile the gateway: {problem}")
+    with tempfile.TemporaryDirectory(prefix="gyro-compile-") as build_dir:
+        try:
+            count = _compile.compile_hot(Path(build_dir))
+        except _compile.BuildFailed as exc:
+            raise GatewayError(
+                f"compiling the gateway failed ({exc}); see the errors above"
+            ) from None
+    click.echo(f"compiled {count} gateway modules in {_compile.GATEWAY}: used from the next start")
 
 
 def _call(

@@ -107,7 +107,7 @@ def select_build(directory: Path = _HERE) -> str:
     elif stale:
         log.warning(
             "gateway: compiled build of %s does not match the sources; running the sources "
-            "(rebuild with: make, or scripts/compile_gateway.py)",
+            "(rebuild with: make in a clone, or gyro gateway compile)",
             ", ".join(stale),
         )
         build = "pure (stale build)"
