@@ -77,8 +77,10 @@ def test_compile_without_a_toolchain_says_what_is_missing(
 
     from gyroscope.cli._main import cli
 
+    cleaned: list[bool] = []
     monkeypatch.setattr(_compile, "toolchain_problem", lambda: "no C compiler (cc); install gcc")
-    monkeypatch.setattr(_compile, "clean", lambda: [])  # leave this checkout's build alone
+    monkeypatch.setattr(_compile, "clean", lambda: cleaned.append(True) or [])
     result = CliRunner().invoke(cli, ["gateway", "compile"])
     assert result.exit_code == 1
     assert "cannot compile the gateway: no C compiler (cc); install gcc" in result.output
+    assert cleaned == []  # the build already there (if any) is kept

@@ -331,13 +331,14 @@ def compile_cmd(clean: bool) -> None:
 
     from gyroscope.gateway import _compile
 
-    removed = _compile.clean()
     if clean:
+        removed = _compile.clean()
         click.echo(f"removed the compiled gateway ({len(removed)} files): the sources run")
         return
     problem = _compile.toolchain_problem()
-    if problem is not None:
+    if problem is not None:  # checked first: an earlier build stays until a new one can be made
         raise GatewayError(f"cannot compile the gateway: {problem}")
+    _compile.clean()
     with tempfile.TemporaryDirectory(prefix="gyro-compile-") as build_dir:
         try:
             count = _compile.compile_hot(Path(build_dir))
