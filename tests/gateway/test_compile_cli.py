@@ -84,3 +84,24 @@ def test_compile_without_a_toolchain_says_what_is_missing(
     assert result.exit_code == 1
     assert "cannot compile the gateway: no C compiler (cc); install gcc" in result.output
     assert cleaned == []  # the build already there (if any) is kept
+
+
+def test_clean_where_it_may_not_write_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from gyroscope.cli._main import cli
+
+    def refuse() -> list[Path]:
+        raise PermissionError(
+            13, "Permission denied", "/usr/lib/python3/gyroscope_gateway__mypyc.so"
+        )
+
+    monkeypatch.setattr(_compile, "clean", refuse)
+    result = CliRunner().invoke(cli, ["gateway", "compile", "--clean"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "gyro: error: cannot remove the compiled gateway: [Errno 13] Permission denied: "
+        "'/usr/lib/python3/gyroscope_gateway__mypyc.so'"
+    ]

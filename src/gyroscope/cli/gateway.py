@@ -332,7 +332,10 @@ def compile_cmd(clean: bool) -> None:
     from gyroscope.gateway import _compile
 
     if clean:
-        removed = _compile.clean()
+        try:
+            removed = _compile.clean()
+        except OSError as exc:  # a site-packages this user may not write
+            raise GatewayError(f"cannot remove the compiled gateway: {exc}") from None
         click.echo(f"removed the compiled gateway ({len(removed)} files): the sources run")
         return
     problem = _compile.toolchain_problem()
