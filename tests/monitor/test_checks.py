@@ -329,3 +329,22 @@ async def test_postgres_check(postgres: int) -> None:
     )
     assert got["db_up"] == 1.0 and got["db_postgres_connections"] >= 1
     assert got["db_postgres_database_size_bytes"] > 0
+
+
+def test_a_timestamped_sample_repeated_by_the_next_scrape_stays_fresh(tmp_path: Path) -> None:
+    """Federation: a place's sample keeps its own timestamp and may come twice, when it is scraped
+    more often than it is measured. It is still there, so never stale; it goes stale only once
+    the page stops listing it."""
+    from gyroscope.monitor._scrape import TargetState, ingest_text
+
+    db = TSDB(tmp_path / "t.sqlite")
+    state = TargetState(honor_labels=True)
+    page = 'probe_success{instance="api",location="p2"} 0 1000000\n'
+    for t_ms in (1_000_200, 1_000_700, 1_001_200):  # the same sample, three scrapes
+        ingest_text(page, db, state, (), t_ms)
+        db.commit()
+        got = Engine(db).instant("probe_success == 0", t_ms / 1000)
+        assert [v for _, v in got] == [0.0], t_ms  # type: ignore[misc]
+    ingest_text("", db, state, (), 1_001_700)
+    db.commit()
+    assert Engine(db).instant("probe_success", 1001.7) == []

@@ -96,8 +96,11 @@ def ingest_text(
     db.touch(late)
     seen = set(touched)
     for sid, stamp, value in stamped:
-        if db.append_id(sid, stamp, value):
-            seen.add(db.head(sid))
+        db.append_id(sid, stamp, value)
+        # Present, even when its timestamp has not moved since the last scrape (a federated
+        # sample probed less often than it is scraped): only a series gone from the page is
+        # stale. Marking it would hide it until a newer timestamp arrived.
+        seen.add(db.head(sid))
     mark_stale(db, state.last_seen - seen, t_ms)
     state.last_seen = seen
     return len(touched) + len(stamped)
