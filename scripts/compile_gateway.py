@@ -14,7 +14,6 @@ at import time.
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
@@ -43,9 +42,6 @@ def main() -> int:
     args = parser.parse_args()
     build = compiler()
     build.clean()
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:  # runtimes of earlier group names
-        for stray in SRC.glob(f"*__mypyc{suffix}"):
-            stray.unlink()
     if args.clean:
         return 0
     problem = build.toolchain_problem()

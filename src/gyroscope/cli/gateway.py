@@ -315,8 +315,8 @@ def reload(admin_url: str, token: str | None) -> None:
 def compile_cmd(clean: bool) -> None:
     """Compile the gateway's hot path with mypyc, for an installed gyroscope.
 
-    The gateway then spends about a fifth of the Python time per request (a `make` in a clone
-    does this already). Needs gcc, the Python headers (python3-dev) and
+    The gateway then uses about 4 us less CPU per request, a fifth of its cost (a `make` in a
+    clone does this already). Needs gcc, the Python headers (python3-dev) and
     `pip install 'gyroscope[compile]'`. Takes a minute or two; a running gateway picks the build
     up when it restarts. After upgrading gyroscope, compile again (until then the gateway runs
     its sources, and says so); before `pip uninstall`, run `--clean` (pip does not know these

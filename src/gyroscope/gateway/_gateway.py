@@ -121,13 +121,13 @@ class Gateway(Service):
         self.config = config
         self.rng = rng
         self.reuse_port = reuse_port
+        self.endpoints: list[Endpoint] = []
         self._apply_settings(config)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set in start()
         # Microseconds matter here (latency histograms, peak EWMA): not the loop's clock, which
         # counts whole milliseconds. Every deadline and stamp here is read from this one clock.
         self.clock = time.monotonic
         self.wall = time.time
-        self.endpoints: list[Endpoint] = []
         self.available: list[Endpoint] = []
         self.routes: list[Route] = []
         self.clients: set[ClientConnection] = set()
@@ -403,9 +403,6 @@ class Gateway(Service):
         if config.listen != self.config.listen:
             log.warning("%s: listen address changes need a restart; keeping it", self.name)
         self._apply_settings(config)  # first: replicas added below get the new pool limits
-        for ep in self.endpoints:
-            ep.pool.max_idle = self.limits.max_idle_per_backend
-            ep.pool.keepalive = self.timeouts.upstream_keepalive
         wanted = {b.name: b for b in config.backends}
         for ep in list(self.endpoints):
             if ep.name not in wanted:
@@ -438,6 +435,9 @@ class Gateway(Service):
         # What every request reads, copied out of the config models (plain fields, no lookup)
         self.max_header_bytes = config.limits.max_header_bytes
         self.first_byte_timeout = config.timeouts.first_byte
+        for ep in self.endpoints:  # replicas added later get these from _add_endpoint
+            ep.pool.max_idle = self.limits.max_idle_per_backend
+            ep.pool.keepalive = self.timeouts.upstream_keepalive
         self.access_log = config.access_log
         self.check_access_log()
 
